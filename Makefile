@@ -1,0 +1,40 @@
+# Two entry points: `make demo` runs the demo, `make test` runs lint, types and the whole test suite.
+# Both create a local virtualenv (.venv) on first use; set PYTHON to pick the interpreter (3.10+).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/miroenv demo
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check miroenv tests benchmarks
+	$(BIN)/ruff format --check miroenv tests benchmarks
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy miroenv
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_episode.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,187 @@
+"""The `miroenv` command: run the demo, replay recorded actions, inspect snapshots."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from miroenv.demo import build_demo
+from miroenv.env import ResearchEnv
+from miroenv.policy import EpisodeResult, ScriptedPolicy, StepView, load_actions, run_episode
+from miroenv.trajectory import RecordTrajectory
+from miroenv.web.snapshot import Snapshot, SnapshotError
+
+app = typer.Typer(
+    help="Deterministic research-agent environments: replayed web, sandboxes, rewards.", no_args_is_help=True
+)
+snapshot_app = typer.Typer(help="Inspect and build snapshots.", no_args_is_help=True)
+app.add_typer(snapshot_app, name="snapshot")
+
+console = Console(highlight=False)
+
+
+def _preview(text: str, limit: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _print_step(view: StepView) -> None:
+    if view.index == 0:
+        return
+    info = view.info
+    for call in info.get("calls", []):
+        name = call["tool"] or "(unparsed call)"
+        args = json.dumps(call["arguments"], ensure_ascii=False)
+        style = {"format": "yellow", "tool": "magenta", "infra": "red"}.get(
+            call.get("error_kind") or "", "green"
+        )
+        kind = f" [{call['error_kind']} error]" if call.get("error_kind") else ""
+        console.print(f"  [{style}]→ {escape(name)}{kind}[/] {escape(_preview(args, 120))}")
+        console.print(f"    [dim]{escape(_preview(call['text']))}[/]")
+    if not info.get("calls"):
+        if info.get("phase") == "summary":
+            console.print("  [cyan]↳ final reply; summary prompt sent[/]")
+        elif view.terminated or view.truncated:
+            console.print(f"  [cyan]↳ answer:[/] {escape(str(info.get('answer')))}")
+
+
+def _run_tasks(
+    env: ResearchEnv, scripts: dict[str, list[Any]], out: Path, *, verbose: bool
+) -> list[EpisodeResult]:
+    recorder = RecordTrajectory(env, out)
+    results: list[EpisodeResult] = []
+    task_ids = [t.task_id for t in env.tasks if t.task_id in scripts]
+    missing = [t.task_id for t in env.tasks if t.task_id not in scripts]
+    if missing:
+        console.print(f"[yellow]no recorded actions for: {', '.join(missing)} (skipped)[/]")
+    try:
+        for number, task_id in enumerate(task_ids, start=1):
+            task = env.get_task(task_id)
+            console.rule(f"[bold]episode {number}/{len(task_ids)}: {escape(task_id)}")
+            console.print(f"[bold]Q:[/] {escape(task.question)}")
+            result = run_episode(
+                recorder,
+                ScriptedPolicy(scripts[task_id]),
+                task_id=task_id,
+                seed=number,
+                on_step=_print_step if verbose else None,
+            )
+            status = "terminated" if result.terminated else "truncated"
+            console.print(
+                f"[bold]episode {number}/{len(task_ids)} done[/]: {result.steps} steps, {result.tool_calls} tool "
+                f"calls, {status}, answer={escape(repr(result.answer))}, reward={result.reward:.2f}"
+            )
+            results.append(result)
+    finally:
+        recorder.close()
+    return results
+
+
+def _summary_table(results: list[EpisodeResult], env: ResearchEnv) -> Table:
+    table = Table(title="Results")
+    for column in ("task", "answer", "gold", "reward", "steps", "tool calls", "errors f/t/i"):
+        table.add_column(column)
+    for r in results:
+        gold = env.get_task(r.task_id).answer or ""
+        errors = f"{r.errors['format']}/{r.errors['tool']}/{r.errors['infra']}"
+        table.add_row(
+            r.task_id, str(r.answer), gold, f"{r.reward:.2f}", str(r.steps), str(r.tool_calls), errors
+        )
+    mean = sum(r.reward for r in results) / len(results) if results else 0.0
+    table.caption = f"mean reward {mean:.3f} over {len(results)} episodes"
+    return table
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the trajectories (JSONL).")] = Path(
+        "runs/demo-trajectories.jsonl"
+    ),
+    snapshot: Annotated[
+        Path | None, typer.Option(help="Demo snapshot directory (default: snapshots/demo, else built fresh).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Only print the per-episode lines and the table.")] = False,
+) -> None:
+    """Run the bundled demo: four research tasks solved by a scripted policy through the real env."""
+    if snapshot is None:
+        bundled = Path("snapshots/demo")
+        snapshot = (
+            bundled
+            if (bundled / "manifest.json").is_file()
+            else build_demo(Path(tempfile.mkdtemp(prefix="miroenv-demo-")))
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    env = ResearchEnv(snapshot, snapshot / "tasks.jsonl")
+    console.print(
+        f"snapshot [bold]{escape(env.web.name)}[/] ({escape(env.web.content_hash[:19])}…), "
+        f"profile {env.profile.name}, format {env.format.name}"
+    )
+    try:
+        results = _run_tasks(env, load_actions(snapshot / "actions.jsonl"), out, verbose=not quiet)
+    finally:
+        env.close()
+    console.print(_summary_table(results, env))
+    for r in results:
+        console.print(f"reward {r.task_id}: {r.reward:.2f}")
+    console.print(f"trajectories written to {out}")
+
+
+@app.command()
+def run(
+    snapshot: Annotated[Path, typer.Option(help="Snapshot directory.")],
+    tasks: Annotated[Path, typer.Option(help="Tasks JSONL.")],
+    actions: Annotated[Path, typer.Option(help="Actions JSONL: {task_id, actions: [...]} per line.")],
+    out: Annotated[Path, typer.Option(help="Trajectory file to write (JSONL).")],
+    profile: Annotated[str, typer.Option(help="Tool profile.")] = "mirothinker_v1",
+    tool_format: Annotated[str | None, typer.Option("--format", help="mcp_xml | hermes | openai")] = None,
+    reward: Annotated[str, typer.Option(help="gaia | em | f1 | contains")] = "gaia",
+    verbose: Annotated[bool, typer.Option(help="Show every tool call.")] = False,
+) -> None:
+    """Run recorded actions against a snapshot and write the trajectories."""
+    try:
+        env = ResearchEnv(snapshot, tasks, reward=reward, profile=profile, tool_format=tool_format)
+        scripts = load_actions(actions)
+    except (SnapshotError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        results = _run_tasks(env, scripts, out, verbose=verbose)
+    finally:
+        env.close()
+    console.print(_summary_table(results, env))
+    console.print(f"trajectories written to {out}")
+
+
+@snapshot_app.command("info")
+def snapshot_info(path: Annotated[Path, typer.Argument(help="Snapshot directory.")]) -> None:
+    """Show a snapshot's manifest and check its content hash."""
+    try:
+        snap = Snapshot(path)
+        snap.verify()
+    except SnapshotError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    console.print_json(snap.manifest.model_dump_json())
+    console.print("[green]content hash verified[/]")
+
+
+@snapshot_app.command("build-demo")
+def snapshot_build_demo(
+    path: Annotated[Path, typer.Argument(help="Output directory.")] = Path("snapshots/demo"),
+) -> None:
+    """(Re)write the bundled demo snapshot, tasks and actions."""
+    build_demo(path)
+    console.print(f"demo snapshot written to {path}")
+
+
+if __name__ == "__main__":
+    app()

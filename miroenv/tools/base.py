@@ -1,0 +1,106 @@
+"""Tools, tool servers and the per-episode context they run in."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from miroenv.protocol.base import ToolSpec
+from miroenv.sandbox.base import NoSandboxBackend, SandboxBackend
+from miroenv.tasks import Task
+from miroenv.web.base import Web
+
+logger = logging.getLogger(__name__)
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+class ToolFailure(Exception):
+    """The tool refused the call (bad arguments, page not in the snapshot): the model's to fix, kind `tool`.
+
+    `str(exc)` is the exact result text the model sees.
+    """
+
+
+class InfraFailure(Exception):
+    """Our side failed (sandbox died, backend down): kind `infra`, so a trainer can mask the episode.
+
+    `str(exc)` is the exact result text the model sees.
+    """
+
+
+class EpisodeContext:
+    """Per-episode resources and state handed to every tool call; closed when the episode ends."""
+
+    def __init__(
+        self,
+        *,
+        web: Web,
+        task: Task,
+        episode_id: str,
+        sandboxes: SandboxBackend | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.web = web
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.task = task
+        self.episode_id = episode_id
+        self.sandboxes: SandboxBackend = sandboxes or NoSandboxBackend()
+        self.state: dict[str, Any] = {}
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Run `closer` when the episode ends (release sandboxes, temporary files)."""
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        """Run every closer once, newest first; a failing closer is logged and does not stop the others."""
+        closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception:
+                logger.exception("episode %s: cleanup failed", self.episode_id)
+
+
+class Tool(ABC, Generic[ArgsT]):
+    """One callable tool: a name, a description, a pydantic argument model and a `run` method."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    arguments_model: ClassVar[type[BaseModel]]
+
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema prompts and MCP listings show for the arguments (pydantic's, titles included,
+        which is also what FastMCP-based MiroThinker servers publish)."""
+        return self.arguments_model.model_json_schema()
+
+    @abstractmethod
+    def run(self, args: ArgsT, ctx: EpisodeContext) -> str:
+        """Execute the call and return the result text; raise `ToolFailure` or `InfraFailure` on failure."""
+
+
+@dataclass(frozen=True)
+class ToolServer:
+    """A named group of tools (an MCP server in the MiroThinker profile)."""
+
+    name: str
+    tools: tuple[Tool[Any], ...]
+
+    def specs(self) -> list[ToolSpec]:
+        """What prompts show about this server's tools."""
+        return [
+            ToolSpec(
+                server=self.name,
+                name=tool.name,
+                description=tool.description,
+                input_schema=tool.input_schema(),
+            )
+            for tool in self.tools
+        ]

@@ -1,0 +1,324 @@
+"""MiroThinker's `tool-python` server: sandboxes for shell commands and persistent Python, and file transfer.
+
+Sandbox ids are drawn from the episode's random generator, so observations stay identical across replays
+whatever ids the backend uses internally.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import string
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
+
+from miroenv.sandbox.base import ExecResult, Sandbox, SandboxError
+from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolFailure
+from miroenv.web.base import NotInSnapshotError
+
+MAX_RESULT_LEN = 20_000
+RESULT_TRUNCATED = " [Result truncated due to length limit]"
+DEFAULT_TIMEOUT = 600
+COMMAND_TIMEOUT = 60.0
+"""Per-call timeout for `run_command` and `run_python_code`, in seconds."""
+
+INVALID_SANDBOX_IDS = frozenset(
+    {
+        "default", "sandbox1", "sandbox", "some_id", "new_sandbox", "python", "create_sandbox", "sandbox123",
+        "temp", "sandbox-0", "sandbox-1", "sandbox_0", "sandbox_1", "new", "0", "auto", "default_sandbox",
+        "none", "sandbox_12345", "dummy", "sandbox_01",
+    }
+)  # fmt: skip
+"""Placeholder ids models write instead of a real one; MiroThinker rejects them with a hint."""
+
+SANDBOXES_KEY = "tool-python.sandboxes"
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+SANDBOX_ID_DOC = (
+    "    sandbox_id: The id of the sandbox to run the code in. Reuse existing sandboxes whenever possible. "
+    "To create a new sandbox, use tool `create_sandbox`.\n"
+)
+
+
+class _NoTopTitle(BaseModel):
+    """FastMCP 2 publishes tool-python schemas without a top-level title; so do we."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: schema.pop("title", None))
+
+
+class CreateSandboxArgs(_NoTopTitle):
+    """Arguments of `create_sandbox` (`timeout` is untyped in MiroThinker v1.0)."""
+
+    timeout: Any = DEFAULT_TIMEOUT
+
+
+class RunCommandArgs(_NoTopTitle):
+    """Arguments of `run_command`."""
+
+    command: str
+    sandbox_id: str
+
+
+class RunPythonCodeArgs(_NoTopTitle):
+    """Arguments of `run_python_code`."""
+
+    code_block: str
+    sandbox_id: str
+
+
+class UploadFileArgs(_NoTopTitle):
+    """Arguments of `upload_file_from_local_to_sandbox`."""
+
+    sandbox_id: str
+    local_file_path: str
+    sandbox_file_path: str = "/home/user"
+
+
+class DownloadFromInternetArgs(_NoTopTitle):
+    """Arguments of `download_file_from_internet_to_sandbox`."""
+
+    sandbox_id: str
+    url: str
+    sandbox_file_path: str = "/home/user"
+
+
+class DownloadToLocalArgs(_NoTopTitle):
+    """Arguments of `download_file_from_sandbox_to_local`."""
+
+    sandbox_id: str
+    sandbox_file_path: str
+    local_filename: Annotated[str | None, WithJsonSchema({"type": "string"})] = None
+
+
+def _sandboxes(ctx: EpisodeContext) -> dict[str, Sandbox]:
+    table: dict[str, Sandbox] | None = ctx.state.get(SANDBOXES_KEY)
+    if table is None:
+        table = {}
+        ctx.state[SANDBOXES_KEY] = table
+
+        def close_all() -> None:
+            for sandbox in table.values():
+                sandbox.close()
+            table.clear()
+
+        ctx.on_close(close_all)
+    return table
+
+
+def get_sandbox(ctx: EpisodeContext, sandbox_id: str) -> Sandbox:
+    """The episode's sandbox with this public id; MiroThinker's messages for placeholders and unknown ids."""
+    if sandbox_id in INVALID_SANDBOX_IDS:
+        raise ToolFailure(
+            f"[ERROR]: '{sandbox_id}' is not a valid sandbox_id. "
+            "Please create a real sandbox first using the create_sandbox tool."
+        )
+    sandbox = _sandboxes(ctx).get(sandbox_id)
+    if sandbox is None:
+        raise ToolFailure(
+            f"[ERROR]: Failed to connect to sandbox {sandbox_id}. "
+            "Make sure the sandbox is created and the sandbox_id is correct."
+        )
+    return sandbox
+
+
+def truncate_python_result(text: str) -> str:
+    """The Python tools' own cut at 20,000 characters."""
+    return text[:MAX_RESULT_LEN] + RESULT_TRUNCATED if len(text) > MAX_RESULT_LEN else text
+
+
+def format_exec_result(result: ExecResult) -> str:
+    """An execution result in MiroThinker's `CommandResult(...)` text form."""
+    error = result.error or ""
+    if result.timed_out:
+        error = (error + " " if error else "") + "timed out"
+    if result.state_lost:
+        error = (error + " " if error else "") + "(the Python state was lost and the worker restarted)"
+    return (
+        f"CommandResult(stderr={result.stderr!r}, stdout={result.stdout!r}, "
+        f"exit_code={result.exit_code!r}, error={error!r})"
+    )
+
+
+class CreateSandbox(Tool[CreateSandboxArgs]):
+    """Creates a fresh sandbox for this episode and returns its id."""
+
+    name = "create_sandbox"
+    description = (
+        "Create a linux sandbox.\n\nArgs:\n    timeout: Time in seconds before the sandbox is automatically "
+        "shutdown. The default is 600 seconds.\n\nReturns:\n    The sandbox_id of the newly created sandbox. You "
+        "should use this sandbox_id to run other tools in the sandbox."
+    )
+    arguments_model = CreateSandboxArgs
+
+    def run(self, args: CreateSandboxArgs, ctx: EpisodeContext) -> str:
+        table = _sandboxes(ctx)
+        public_id = "i" + "".join(ctx.rng.choice(list(_ID_ALPHABET), size=19))
+        try:
+            sandbox = ctx.sandboxes.create(session=ctx.episode_id)
+        except SandboxError as exc:
+            raise InfraFailure(
+                f"[ERROR]: Failed to create sandbox after 5 attempts: {exc}, please retry later."
+            ) from exc
+        table[public_id] = sandbox
+        return f"Sandbox created with sandbox_id: {public_id}"
+
+
+class RunCommand(Tool[RunCommandArgs]):
+    """Runs a shell command in a sandbox."""
+
+    name = "run_command"
+    description = (
+        "Execute a lightweight shell command in the linux sandbox (no long-running, blocking, or resource-heavy "
+        "processes).\n\nArgs:\n    command: The command to execute.\n    sandbox_id: The id of the sandbox to "
+        "execute the command in. To create a new sandbox, use tool `create_sandbox`.\n\nReturns:\n    A "
+        "CommandResult object containing the result of the command execution, format like "
+        "CommandResult(stderr=..., stdout=..., exit_code=..., error=...)"
+    )
+    arguments_model = RunCommandArgs
+
+    def run(self, args: RunCommandArgs, ctx: EpisodeContext) -> str:
+        sandbox = get_sandbox(ctx, args.sandbox_id)
+        try:
+            result = sandbox.run_command(args.command, timeout=COMMAND_TIMEOUT)
+        except SandboxError as exc:
+            raise InfraFailure(
+                f"[ERROR]: Failed to run command after 3 attempts.\n\nException type: {type(exc).__name__}\n"
+                f"Details: {exc}"
+            ) from exc
+        return truncate_python_result(format_exec_result(result))
+
+
+class RunPythonCode(Tool[RunPythonCodeArgs]):
+    """Runs Python in the sandbox's persistent interpreter."""
+
+    name = "run_python_code"
+    description = (
+        "Run short, safe python code in a sandbox and return the execution result (avoid long loops or heavy "
+        "tasks; must finish quickly).\n\nArgs:\n    code_block: The python code to run.\n"
+        + SANDBOX_ID_DOC
+        + "\nReturns:\n    A CommandResult object containing the result of the command execution, format like "
+        "CommandResult(stderr=..., stdout=..., exit_code=..., error=...)"
+    )
+    arguments_model = RunPythonCodeArgs
+
+    def run(self, args: RunPythonCodeArgs, ctx: EpisodeContext) -> str:
+        sandbox = get_sandbox(ctx, args.sandbox_id)
+        try:
+            result = sandbox.run_python(args.code_block, timeout=COMMAND_TIMEOUT)
+        except SandboxError as exc:
+            raise InfraFailure(
+                f"[ERROR]: Failed to run code in sandbox {args.sandbox_id} after 3 attempts. "
+                f"Exception type: {type(exc).__name__}, Details: {exc}"
+            ) from exc
+        return truncate_python_result(format_exec_result(result))
+
+
+def _target_path(directory: str, filename: str) -> str:
+    return posixpath.join(directory or "/home/user", filename)
+
+
+class UploadFileFromLocalToSandbox(Tool[UploadFileArgs]):
+    """Copies one of the task's files into the sandbox."""
+
+    name = "upload_file_from_local_to_sandbox"
+    description = (
+        "Upload a local file to the `/home/user` dir of the remote python interpreter.\n\nArgs:\n"
+        + SANDBOX_ID_DOC
+        + "    local_file_path: The path of the file on local machine to upload.\n    sandbox_file_path: The path "
+        "of directory to upload the file to in the sandbox. Default is `/home/user/`.\n\nReturns:\n    The path "
+        "of the uploaded file in the remote python interpreter if the upload is successful."
+    )
+    arguments_model = UploadFileArgs
+
+    def run(self, args: UploadFileArgs, ctx: EpisodeContext) -> str:
+        sandbox = get_sandbox(ctx, args.sandbox_id)
+        allowed = {str(Path(f)) for f in ctx.task.files}
+        local = Path(args.local_file_path)
+        if str(local) not in allowed or not local.exists():
+            raise ToolFailure(f"[ERROR]: Local file does not exist: {args.local_file_path}")
+        if not local.is_file():
+            raise ToolFailure(f"[ERROR]: Path is not a file: {args.local_file_path}")
+        target = _target_path(args.sandbox_file_path, local.name)
+        try:
+            sandbox.write_file(target, local.read_bytes())
+        except SandboxError as exc:
+            raise InfraFailure(
+                f"[ERROR]: Failed to upload file {args.local_file_path} to sandbox {args.sandbox_id}: {exc}"
+            ) from exc
+        return f"File uploaded to {target}"
+
+
+class DownloadFileFromInternetToSandbox(Tool[DownloadFromInternetArgs]):
+    """Puts a file from the snapshot (the replayed internet) into the sandbox."""
+
+    name = "download_file_from_internet_to_sandbox"
+    description = (
+        "Download a file from the internet to the `/home/user` dir of the sandbox (avoid large or slow URLs).\n\n"
+        "Args:\n"
+        + SANDBOX_ID_DOC
+        + "    url: The URL of the file to download.\n    sandbox_file_path: The path of directory to download "
+        "the file to in the sandbox. Default is `/home/user/`.\n\nReturns:\n    The path of the downloaded file "
+        "in the sandbox if the download is successful."
+    )
+    arguments_model = DownloadFromInternetArgs
+
+    def run(self, args: DownloadFromInternetArgs, ctx: EpisodeContext) -> str:
+        sandbox = get_sandbox(ctx, args.sandbox_id)
+        try:
+            data = ctx.web.file(args.url).data
+        except NotInSnapshotError:
+            try:
+                page = ctx.web.page(args.url)
+            except NotInSnapshotError as exc:
+                raise ToolFailure(
+                    f"[ERROR]: Failed to download file from {args.url} to {args.sandbox_file_path} after 3 "
+                    f"attempts.\n\nexit_code: 8\n\nDetails: stderr: {exc}"
+                ) from exc
+            data = page.body if page.body is not None else page.text.encode("utf-8")
+        name = posixpath.basename(args.url.split("?", 1)[0].rstrip("/")) or "index.html"
+        target = _target_path(args.sandbox_file_path, name)
+        try:
+            sandbox.write_file(target, data)
+        except SandboxError as exc:
+            raise InfraFailure(
+                f"[ERROR]: Failed to download file from {args.url} to {target}: {exc}"
+            ) from exc
+        return f"File downloaded to {target}"
+
+
+class DownloadFileFromSandboxToLocal(Tool[DownloadToLocalArgs]):
+    """Copies a file out of the sandbox into the episode's local work directory."""
+
+    name = "download_file_from_sandbox_to_local"
+    description = (
+        "Download a file from the sandbox to local system. Files in sandbox cannot be processed by tools from "
+        "other servers - only local files and internet URLs can be processed by them.\n\nArgs:\n    sandbox_id: "
+        "The id of the sandbox to download the file from. To have a sandbox, use tool `create_sandbox`.\n    "
+        "sandbox_file_path: The path of the file to download on the sandbox.\n    local_filename: Optional "
+        "filename to save as. If not provided, uses the original filename from sandbox_file_path.\n\nReturns:\n"
+        "    The local path of the downloaded file if successful, otherwise error message."
+    )
+    arguments_model = DownloadToLocalArgs
+
+    def run(self, args: DownloadToLocalArgs, ctx: EpisodeContext) -> str:
+        sandbox = get_sandbox(ctx, args.sandbox_id)
+        try:
+            data = sandbox.read_file(args.sandbox_file_path)
+        except FileNotFoundError as exc:
+            raise ToolFailure(
+                f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: "
+                "file does not exist."
+            ) from exc
+        except IsADirectoryError as exc:
+            raise ToolFailure(
+                f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: "
+                "path is a directory, not a file."
+            ) from exc
+        except SandboxError as exc:
+            raise InfraFailure(f"[ERROR]: Failed to download '{args.sandbox_file_path}': {exc}") from exc
+        name = Path(args.local_filename or posixpath.basename(args.sandbox_file_path)).name
+        files: dict[str, bytes] = ctx.state.setdefault("tool-python.downloads", {})
+        local = f"tmpfiles/sandbox_{args.sandbox_id}_{name}"
+        files[local] = data
+        return f"File downloaded successfully to: {local}"

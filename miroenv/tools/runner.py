@@ -1,0 +1,153 @@
+"""Runs one parsed tool call against a profile's tools: resolve, validate, execute, classify, truncate.
+
+Result and error texts follow MiroThinker v1.0's tool manager and MCP servers, so a model trained there reads
+familiar messages: `Unknown tool: X`, `Error executing tool X: ...`, `Tool call to X on S failed. Error: ...`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from miroenv.protocol.calls import ErrorKind, ParseProblem, ToolCall
+from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolFailure, ToolServer
+
+logger = logging.getLogger(__name__)
+
+TRUNCATION_SUFFIX = "\n... [Result truncated]"
+
+
+class CallOutcome(BaseModel):
+    """What one tool call produced: the text shown to the model plus everything `info` and logs report."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server: str | None
+    tool: str
+    arguments: dict[str, Any]
+    call_id: str | None = None
+    text: str
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded."""
+        return self.error_kind is None
+
+
+def truncate_result(text: str, limit: int) -> tuple[str, bool]:
+    """MiroThinker's overall cut: keep `limit` characters and append a marker; returns (text, was_cut)."""
+    if limit <= 0 or len(text) <= limit:
+        return text, False
+    return text[:limit] + TRUNCATION_SUFFIX, True
+
+
+def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    """Invalid arguments explained the way MiroThinker's MCP servers word it (without version-specific URLs)."""
+    errors = exc.errors(include_url=False)
+    lines = [
+        f"Error executing tool {tool}: {len(errors)} validation error{'s' if len(errors) != 1 else ''} "
+        f"for {tool}Arguments"
+    ]
+    for err in errors:
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        lines.append(f"{where}\n  {err['msg']} [type={err['type']}]")
+    return "\n".join(lines)
+
+
+class ToolRouter:
+    """Finds the tool a call names among a profile's servers."""
+
+    def __init__(self, servers: Sequence[ToolServer]) -> None:
+        self._by_server: dict[str, dict[str, Tool[Any]]] = {}
+        self._by_name: dict[str, tuple[str, Tool[Any]]] = {}
+        for server in servers:
+            self._by_server[server.name] = {tool.name: tool for tool in server.tools}
+            for tool in server.tools:
+                self._by_name.setdefault(tool.name, (server.name, tool))
+
+    def resolve(self, call: ToolCall) -> tuple[str, Tool[Any]]:
+        """The (server, tool) for `call`; `ToolFailure` with MiroThinker's wording when nothing matches."""
+        if call.server is None:
+            found = self._by_name.get(call.name)
+            if found is None:
+                raise ToolFailure(
+                    f"Unknown tool: {call.name}. Available tools: {', '.join(sorted(self._by_name))}."
+                )
+            return found
+        tools = self._by_server.get(call.server)
+        if tools is None:
+            raise ToolFailure(
+                f"Tool call to {call.name} on {call.server} failed. Error: Server '{call.server}' not found."
+            )
+        tool = tools.get(call.name)
+        if tool is None:
+            raise ToolFailure(f"Unknown tool: {call.name}")
+        return call.server, tool
+
+
+def run_call(
+    call: ToolCall,
+    router: ToolRouter,
+    ctx: EpisodeContext,
+    max_chars: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> CallOutcome:
+    """Execute `call`; every failure becomes an outcome with an error kind, never an exception."""
+    start = clock()
+    server = call.server
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    try:
+        server, tool = router.resolve(call)
+        try:
+            args = tool.arguments_model.model_validate(call.arguments)
+        except ValidationError as exc:
+            raise ToolFailure(describe_validation_error(tool.name, exc)) from exc
+        text = tool.run(args, ctx)
+    except ToolFailure as exc:
+        error_kind, text = "tool", str(exc)
+        error = text
+    except InfraFailure as exc:
+        error_kind, text = "infra", str(exc)
+        error = text
+    except Exception as exc:  # a bug in a tool must not end the episode; it is ours, not the model's
+        logger.exception("tool %s/%s crashed", server, call.name)
+        error_kind, error = "infra", f"internal error: {type(exc).__name__}: {exc}"
+        text = f"Tool call to {call.name} on {server} failed. Error: {error}"
+    text, truncated = truncate_result(text, max_chars)
+    return CallOutcome(
+        server=server,
+        tool=call.name,
+        arguments=dict(call.arguments),
+        call_id=call.call_id,
+        text=text,
+        error_kind=error_kind,
+        error=error,
+        duration_s=clock() - start,
+        truncated=truncated,
+    )
+
+
+def problem_outcome(problem: ParseProblem) -> CallOutcome:
+    """The outcome reported for a tool call the model wrote but that could not be parsed."""
+    text = (
+        f"Your tool call could not be parsed: {problem.message}\n"
+        "Write the tool call exactly in the format described in the system prompt."
+    )
+    return CallOutcome(
+        server=None,
+        tool="",
+        arguments={},
+        call_id=problem.call_id,
+        text=text,
+        error_kind="format",
+        error=problem.message,
+    )

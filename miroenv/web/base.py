@@ -1,0 +1,136 @@
+"""The `Web` interface tools read from, and the models it speaks: search requests, responses, pages, files."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def normalize_query(query: str) -> str:
+    """The key a search query is recorded under: Unicode NFKC, case-folded, whitespace collapsed."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", query).casefold())
+    return " ".join(folded.split())
+
+
+class SearchRequest(BaseModel):
+    """A Serper-style search request (the `google_search` arguments that select results)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    q: str
+    gl: str = "us"
+    hl: str = "en"
+    location: str | None = None
+    num: int = 10
+    tbs: str | None = None
+    page: int = 1
+    autocorrect: bool | None = None
+
+    def key(self) -> str:
+        """Lookup key: the normalized query plus the parameters that change which results come back.
+
+        `num` is not part of the key (it only cuts the list); `autocorrect` does not change recorded results.
+        """
+        params = {
+            "gl": self.gl.strip().lower(),
+            "hl": self.hl.strip().lower(),
+            "location": (self.location or "").strip() or None,
+            "page": self.page,
+            "tbs": (self.tbs or "").strip() or None,
+        }
+        kept = {k: v for k, v in params.items() if v is not None}
+        return normalize_query(self.q) + "\x1f" + json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+    def default_page_key(self) -> str:
+        """Key of the same query under default locale and first page: the fallback for partial matches."""
+        return SearchRequest(q=self.q).key()
+
+
+class SearchResponse(BaseModel):
+    """Serper-shaped search results plus where they came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    payload: dict[str, Any] = Field(description="The Serper JSON (`organic`, `searchParameters`, ...).")
+    source: Literal["recorded", "index", "empty"]
+
+
+class Page(BaseModel):
+    """A captured web page: status, final URL, title, raw body and the text extracted from it at capture."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    final_url: str
+    status: int = 200
+    title: str = ""
+    content_type: str = "text/html"
+    body: bytes | None = Field(default=None, description="Raw response body as captured, if kept.")
+    text: str = Field(default="", description="Extracted Markdown/text; what tools show.")
+    extractor: str = Field(
+        default="provided", description="Name and version of the extractor that made `text`."
+    )
+    captured_at: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class FileEntry(BaseModel):
+    """A downloadable file kept in the snapshot."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+    captured_at: str | None = None
+
+
+class NotInSnapshotError(LookupError):
+    """A URL the snapshot does not hold; the message is shown to the model."""
+
+    def __init__(self, url: str, kind: str = "page", suggestion: str | None = None) -> None:
+        self.url = url
+        self.suggestion = suggestion
+        message = f"The {kind} {url!r} is not in this snapshot of the web."
+        if suggestion:
+            message += f" The closest URL this snapshot holds on that site is {suggestion!r}."
+        super().__init__(message)
+
+
+class Web(ABC):
+    """What tools see of the web: recorded or indexed search, pages and files. Implementations never raise
+    for a miss except `NotInSnapshotError`."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """A short identifier (the snapshot name)."""
+
+    @property
+    @abstractmethod
+    def content_hash(self) -> str:
+        """A hash identifying the content, recorded in trajectories."""
+
+    @property
+    @abstractmethod
+    def capture_date(self) -> str:
+        """The date (YYYY-MM-DD) the web was captured; the default `Today is:` date of prompts."""
+
+    @abstractmethod
+    def search(self, request: SearchRequest) -> SearchResponse:
+        """Results for `request`; an empty `organic` list when there is nothing to return."""
+
+    @abstractmethod
+    def page(self, url: str) -> Page:
+        """The page at `url`, or `NotInSnapshotError`."""
+
+    @abstractmethod
+    def file(self, url: str) -> FileEntry:
+        """The file at `url`, or `NotInSnapshotError`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release any handles (default: nothing to release)."""

@@ -1,0 +1,448 @@
+"""The on-disk snapshot: a directory with `manifest.json` and a SQLite database of pages, searches and files.
+
+Layout (format version 1, documented in docs/snapshots.md):
+
+    <dir>/manifest.json     name, capture date, counts, content hash
+    <dir>/snapshot.sqlite   tables `pages`, `searches`, `files`
+
+Readers open the database read-only; writers add rows in transactions (WAL journal) and rewrite the manifest
+atomically when they finish, so a killed writer leaves a readable snapshot holding every committed row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from miroenv._version import __version__
+from miroenv.web.base import (
+    FileEntry,
+    NotInSnapshotError,
+    Page,
+    SearchRequest,
+    SearchResponse,
+    Web,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "miroenv-snapshot"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DATABASE_FILE = "snapshot.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pages (
+    url TEXT PRIMARY KEY,
+    final_url TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body BLOB,
+    text TEXT NOT NULL,
+    extractor TEXT NOT NULL,
+    captured_at TEXT,
+    metadata TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS searches (
+    key TEXT PRIMARY KEY,
+    query TEXT NOT NULL,
+    params TEXT NOT NULL,
+    response TEXT NOT NULL,
+    recorded_at TEXT
+);
+CREATE TABLE IF NOT EXISTS files (
+    url TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    captured_at TEXT
+);
+"""
+
+_PAGE_COLUMNS = "url, final_url, status, title, content_type, body, text, extractor, captured_at, metadata"
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be opened or written; the message says which file and why."""
+
+
+class SnapshotManifest(BaseModel):
+    """The snapshot's `manifest.json`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    name: str
+    description: str = ""
+    capture_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    created_by: str = f"miroenv {__version__}"
+    counts: dict[str, int] = Field(default_factory=dict)
+    content_hash: str = ""
+
+
+def _empty_search_payload(request: SearchRequest) -> dict[str, Any]:
+    return {"searchParameters": _search_parameters(request), "organic": []}
+
+
+def _search_parameters(request: SearchRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"q": request.q, "gl": request.gl, "hl": request.hl}
+    for field in ("location", "tbs"):
+        value = getattr(request, field)
+        if value:
+            params[field] = value
+    if request.num != 10:
+        params["num"] = request.num
+    if request.page != 1:
+        params["page"] = request.page
+    params["type"] = "search"
+    params["engine"] = "google"
+    return params
+
+
+class Snapshot(Web):
+    """A read-only snapshot directory; thread-safe (one SQLite connection per thread)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST_FILE
+        db_path = self.path / DATABASE_FILE
+        if not manifest_path.is_file():
+            raise SnapshotError(
+                f"{manifest_path}: no snapshot manifest here (is {self.path} a snapshot directory?)"
+            )
+        if not db_path.is_file():
+            raise SnapshotError(f"{db_path}: the snapshot database is missing")
+        try:
+            self.manifest = SnapshotManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise SnapshotError(f"{manifest_path}: invalid manifest: {exc}") from exc
+        if self.manifest.format != FORMAT_NAME or self.manifest.format_version > FORMAT_VERSION:
+            raise SnapshotError(
+                f"{manifest_path}: format {self.manifest.format!r} v{self.manifest.format_version} is not "
+                f"readable by miroenv {__version__} (reads {FORMAT_NAME} v{FORMAT_VERSION})"
+            )
+        self._db_uri = f"file:{db_path.resolve()}?mode=ro"
+        self._local = threading.local()
+        self._connect()
+
+    @classmethod
+    def open(cls, path: str | Path) -> Snapshot:
+        """Open the snapshot at `path` for reading."""
+        return cls(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self._db_uri, uri=True, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise SnapshotError(f"{self.path / DATABASE_FILE}: cannot open: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def content_hash(self) -> str:
+        return self.manifest.content_hash
+
+    @property
+    def capture_date(self) -> str:
+        return self.manifest.capture_date
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        conn = self._connect()
+        for key in dict.fromkeys((request.key(), request.default_page_key())):
+            row = conn.execute("SELECT response FROM searches WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return SearchResponse(payload=json.loads(row[0]), source="recorded")
+        return SearchResponse(payload=_empty_search_payload(request), source="empty")
+
+    def page(self, url: str) -> Page:
+        row = self._connect().execute(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url = ?", (url,)).fetchone()
+        if row is None:
+            raise NotInSnapshotError(url)
+        return _page_from_row(row)
+
+    def file(self, url: str) -> FileEntry:
+        row = (
+            self._connect()
+            .execute("SELECT url, content_type, data, captured_at FROM files WHERE url = ?", (url,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotInSnapshotError(url, kind="file")
+        return FileEntry(url=row[0], content_type=row[1], data=bytes(row[2]), captured_at=row[3])
+
+    def iter_pages(self) -> Iterator[Page]:
+        """Every page in URL order."""
+        for row in self._connect().execute(f"SELECT {_PAGE_COLUMNS} FROM pages ORDER BY url"):
+            yield _page_from_row(row)
+
+    def iter_searches(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """Every recorded search as (query, params, response payload), in key order."""
+        for query, params, response in self._connect().execute(
+            "SELECT query, params, response FROM searches ORDER BY key"
+        ):
+            yield query, json.loads(params), json.loads(response)
+
+    def verify(self) -> str:
+        """Recompute the content hash from the database; raises `SnapshotError` if it differs from the manifest."""
+        actual = compute_content_hash(self._connect())
+        if actual != self.manifest.content_hash:
+            raise SnapshotError(
+                f"{self.path}: content hash mismatch: manifest says {self.manifest.content_hash}, data is {actual}"
+            )
+        return actual
+
+    def close(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _page_from_row(row: tuple[Any, ...]) -> Page:
+    return Page(
+        url=row[0],
+        final_url=row[1],
+        status=row[2],
+        title=row[3],
+        content_type=row[4],
+        body=bytes(row[5]) if row[5] is not None else None,
+        text=row[6],
+        extractor=row[7],
+        captured_at=row[8],
+        metadata=json.loads(row[9]),
+    )
+
+
+def compute_content_hash(conn: sqlite3.Connection) -> str:
+    """SHA-256 over every row of every table in primary-key order: equal content, equal hash."""
+    digest = hashlib.sha256()
+    queries = (
+        ("pages", f"SELECT {_PAGE_COLUMNS} FROM pages ORDER BY url"),
+        ("searches", "SELECT key, query, params, response FROM searches ORDER BY key"),
+        ("files", "SELECT url, content_type, data FROM files ORDER BY url"),
+    )
+    for table, query in queries:
+        digest.update(f"\x00table:{table}\x00".encode())
+        for row in conn.execute(query):
+            for value in row:
+                if value is None:
+                    digest.update(b"\x01N")
+                    continue
+                raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+                digest.update(b"\x01" + len(raw).to_bytes(8, "big") + raw)
+    return "sha256:" + digest.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class SnapshotWriter:
+    """Creates or extends a snapshot; each `add_*` call is committed at once, so a crash loses nothing written.
+
+    Use as a context manager: on exit the manifest (counts, content hash) is rewritten atomically.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        capture_date: str | None = None,
+        description: str = "",
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST_FILE
+        if manifest_path.exists() and overwrite:
+            for leftover in (MANIFEST_FILE, DATABASE_FILE, DATABASE_FILE + "-wal", DATABASE_FILE + "-shm"):
+                (self.path / leftover).unlink(missing_ok=True)
+        if manifest_path.exists():
+            self.manifest = SnapshotManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+            if name is not None:
+                self.manifest.name = name
+            if capture_date is not None:
+                self.manifest.capture_date = capture_date
+        else:
+            if name is None or capture_date is None:
+                raise SnapshotError(
+                    f"{self.path}: a new snapshot needs a name and a capture_date (YYYY-MM-DD)"
+                )
+            self.manifest = SnapshotManifest(name=name, capture_date=capture_date, description=description)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._conn = sqlite3.connect(self.path / DATABASE_FILE, check_same_thread=False, timeout=30.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._conn.commit()
+        self._write_manifest()
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_page(
+        self,
+        url: str,
+        *,
+        text: str,
+        title: str = "",
+        final_url: str | None = None,
+        status: int = 200,
+        content_type: str = "text/html",
+        body: bytes | None = None,
+        extractor: str = "provided",
+        captured_at: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Page:
+        """Store a page (replacing any page at the same URL) and return it."""
+        page = Page(
+            url=url,
+            final_url=final_url or url,
+            status=status,
+            title=title,
+            content_type=content_type,
+            body=body,
+            text=text,
+            extractor=extractor,
+            captured_at=captured_at or _now(),
+            metadata=dict(metadata or {}),
+        )
+        self.put_page(page)
+        return page
+
+    def put_page(self, page: Page) -> None:
+        """Store a `Page` model as is."""
+        self._execute(
+            f"INSERT OR REPLACE INTO pages ({_PAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                page.url,
+                page.final_url,
+                page.status,
+                page.title,
+                page.content_type,
+                page.body,
+                page.text,
+                page.extractor,
+                page.captured_at,
+                json.dumps(page.metadata, sort_keys=True, ensure_ascii=False),
+            ),
+        )
+
+    def add_search(
+        self,
+        request: SearchRequest | str,
+        response: Mapping[str, Any] | None = None,
+        *,
+        organic: list[Mapping[str, Any]] | None = None,
+        recorded_at: str | None = None,
+    ) -> None:
+        """Record the results of a search: a full Serper payload, or just its `organic` list."""
+        if isinstance(request, str):
+            request = SearchRequest(q=request)
+        if response is None:
+            payload: dict[str, Any] = {
+                "searchParameters": _search_parameters(request),
+                "organic": [
+                    {**dict(item), "position": item.get("position", i)}
+                    for i, item in enumerate(organic or [], 1)
+                ],
+            }
+        else:
+            payload = dict(response)
+        params = request.model_dump(exclude={"q"}, exclude_none=True)
+        self._execute(
+            "INSERT OR REPLACE INTO searches (key, query, params, response, recorded_at) VALUES (?,?,?,?,?)",
+            (
+                request.key(),
+                request.q,
+                json.dumps(params, sort_keys=True),
+                json.dumps(payload, ensure_ascii=False),
+                recorded_at or _now(),
+            ),
+        )
+
+    def add_file(
+        self,
+        url: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        captured_at: str | None = None,
+    ) -> None:
+        """Store a downloadable file."""
+        self._execute(
+            "INSERT OR REPLACE INTO files (url, content_type, data, captured_at) VALUES (?,?,?,?)",
+            (url, content_type, data, captured_at or _now()),
+        )
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(sql, params)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        with self._lock:
+            return {
+                table: int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                for table in ("pages", "searches", "files")
+            }
+
+    def _write_manifest(self) -> None:
+        data = self.manifest.model_dump_json(indent=2) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".manifest.", suffix=".tmp")
+        try:
+            os.chmod(tmp, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path / MANIFEST_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def finalize(self) -> SnapshotManifest:
+        """Checkpoint the database and rewrite the manifest with fresh counts and content hash."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.manifest.content_hash = compute_content_hash(self._conn)
+        self.manifest.counts = self.counts()
+        self._write_manifest()
+        return self.manifest
+
+    def close(self) -> None:
+        """Finalize and close the database."""
+        if self._closed:
+            return
+        self.finalize()
+        with self._lock:
+            try:
+                # A single-file database is the portable form; if a reader holds it open, WAL stays (still valid).
+                self._conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                logger.info("%s: snapshot in use by a reader; keeping the WAL journal", self.path)
+            self._conn.close()
+            self._closed = True
