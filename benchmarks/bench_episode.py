@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from miroenv.protocol.mcp_xml import McpXmlFormat
-
 from miroenv import RecordTrajectory, ResearchEnv
 from miroenv.demo import PAGES, SEARCHES, build_demo
 from miroenv.protocol.calls import ToolCall
+from miroenv.protocol.mcp_xml import McpXmlFormat
 
 THINK = "<think>\nI should look this up carefully; the previous result did not settle it yet.\n</think>\n\n"
 

@@ -143,7 +143,8 @@ def _jsonable_action(action: Action) -> str | dict[str, Any]:
     if isinstance(action, str):
         return action
     if isinstance(action, Mapping):
-        return json.loads(json.dumps(dict(action), default=str))
+        decoded: dict[str, Any] = json.loads(json.dumps(dict(action), default=str))
+        return decoded
     return repr(action)
 
 

@@ -10,7 +10,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from miroenv.protocol.mcp_xml import McpXmlFormat
 
 import miroenv
 from miroenv import ResearchEnv, Task
@@ -18,6 +17,7 @@ from miroenv.demo import ACTIONS, TASKS, WIKI
 from miroenv.history import OMITTED_TOOL_RESULT
 from miroenv.policy import ScriptedPolicy, run_episode
 from miroenv.protocol.calls import ToolCall
+from miroenv.protocol.mcp_xml import McpXmlFormat
 
 
 def mcp(call: ToolCall) -> str:

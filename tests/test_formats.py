@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from miroenv.protocol.registry import FORMATS, get_format
 
 from miroenv import ResearchEnv
 from miroenv.demo import WIKI
 from miroenv.protocol.calls import ToolCall
+from miroenv.protocol.registry import FORMATS, get_format
 
 INTENT = [
     ToolCall(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from miroenv.protocol.base import ToolSpec
 from miroenv.sandbox.base import NoSandboxBackend, SandboxBackend
@@ -18,7 +18,7 @@ from miroenv.web.base import Web
 
 logger = logging.getLogger(__name__)
 
-ArgsT = TypeVar("ArgsT", bound=BaseModel)
+ArgsT = TypeVar("ArgsT", bound="ToolArguments")
 
 
 class ToolFailure(Exception):
@@ -69,12 +69,27 @@ class EpisodeContext:
                 logger.exception("episode %s: cleanup failed", self.episode_id)
 
 
+def _publish_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    schema.pop("description", None)
+    if not getattr(model, "schema_title", True):
+        schema.pop("title", None)
+
+
+class ToolArguments(BaseModel):
+    """Base of every tool's argument model. The class docstring is for developers: it is kept out of the
+    published schema (the tool description is what the model reads); `schema_title = False` drops the
+    top-level title, as FastMCP 2 listings do."""
+
+    model_config = ConfigDict(json_schema_extra=_publish_schema)
+    schema_title: ClassVar[bool] = True
+
+
 class Tool(ABC, Generic[ArgsT]):
     """One callable tool: a name, a description, a pydantic argument model and a `run` method."""
 
     name: ClassVar[str]
     description: ClassVar[str]
-    arguments_model: ClassVar[type[BaseModel]]
+    arguments_model: ClassVar[type[ToolArguments]]
 
     def input_schema(self) -> dict[str, Any]:
         """The JSON Schema prompts and MCP listings show for the arguments (pydantic's, titles included,

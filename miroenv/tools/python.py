@@ -11,10 +11,10 @@ import string
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import WithJsonSchema
 
 from miroenv.sandbox.base import ExecResult, Sandbox, SandboxError
-from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolFailure
+from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure
 from miroenv.web.base import NotInSnapshotError
 
 MAX_RESULT_LEN = 20_000
@@ -41,10 +41,10 @@ SANDBOX_ID_DOC = (
 )
 
 
-class _NoTopTitle(BaseModel):
+class _NoTopTitle(ToolArguments):
     """FastMCP 2 publishes tool-python schemas without a top-level title; so do we."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: schema.pop("title", None))
+    schema_title = False
 
 
 class CreateSandboxArgs(_NoTopTitle):

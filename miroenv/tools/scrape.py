@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema
 
-from miroenv.tools.base import EpisodeContext, Tool, ToolFailure
+from miroenv.tools.base import EpisodeContext, Tool, ToolArguments, ToolFailure
 from miroenv.tools.search import dump_tool_json, is_blocked_link
 from miroenv.web.base import NotInSnapshotError, Page
 from miroenv.web.passages import best_passages
@@ -39,7 +39,7 @@ DETERMINISTIC_EXTRACTOR = "miroenv-bm25-passages"
 HF_SCRAPE_REFUSAL = "You are trying to scrape a Hugging Face dataset for answers, please do not use the scrape tool for this purpose."
 
 
-class ScrapeAndExtractInfoArgs(BaseModel):
+class ScrapeAndExtractInfoArgs(ToolArguments):
     """Arguments of `scrape_and_extract_info` (schema identical to MiroThinker's FastMCP listing)."""
 
     model_config = ConfigDict(title="scrape_and_extract_infoArguments")
@@ -114,7 +114,7 @@ class ScrapeAndExtractInfo(Tool[ScrapeAndExtractInfoArgs]):
         )
 
 
-class ScrapeArgs(BaseModel):
+class ScrapeArgs(ToolArguments):
     """Arguments of the plain `scrape` tool."""
 
     url: str = Field(description="The URL of the page to read.")

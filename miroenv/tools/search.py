@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import ConfigDict, WithJsonSchema
 
-from miroenv.tools.base import EpisodeContext, Tool, ToolFailure
+from miroenv.tools.base import EpisodeContext, Tool, ToolArguments, ToolFailure
 from miroenv.web.base import SearchRequest
 
 OptionalInt = Annotated[int | None, WithJsonSchema({"type": "integer"})]
@@ -40,7 +40,7 @@ GOOGLE_SEARCH_DESCRIPTION = """
 REPEAT_STATE_KEY = "google_search.queries"
 
 
-class GoogleSearchArgs(BaseModel):
+class GoogleSearchArgs(ToolArguments):
     """Arguments of `google_search` (schema identical to MiroThinker's FastMCP listing)."""
 
     model_config = ConfigDict(title="google_searchArguments")

@@ -56,12 +56,15 @@ def best_passages(
             if tf:
                 score += weight * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg_len))
         scores.append((-score, index))
-    ranked = [index for neg, index in sorted(scores) if neg < 0] or list(range(n))
+    ranked = [index for neg, index in sorted(scores) if neg < 0]
+    matched = bool(ranked)
     chosen: list[int] = []
     used = 0
-    for index in ranked:
+    for index in ranked or range(n):
         size = len(passages[index]) + 2
         if used + size > max_chars and chosen:
+            if not matched:
+                break
             continue
         chosen.append(index)
         used += size

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -356,7 +356,7 @@ class SnapshotWriter:
         request: SearchRequest | str,
         response: Mapping[str, Any] | None = None,
         *,
-        organic: list[Mapping[str, Any]] | None = None,
+        organic: Sequence[Mapping[str, Any]] | None = None,
         recorded_at: str | None = None,
     ) -> None:
         """Record the results of a search: a full Serper payload, or just its `organic` list."""

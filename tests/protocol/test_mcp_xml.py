@@ -85,7 +85,7 @@ def test_calls_between_think_blocks() -> None:
 def test_whitespace_around_names_is_stripped() -> None:
     parsed = parse_mcp_xml(
         "<use_mcp_tool>\n  <server_name>\n  tool-google-search  \n</server_name>\n"
-        "  <tool_name> google_search </tool_name>\n  <arguments>  {\"q\": \"x\"}  </arguments>\n</use_mcp_tool>"
+        '  <tool_name> google_search </tool_name>\n  <arguments>  {"q": "x"}  </arguments>\n</use_mcp_tool>'
     )
     assert (parsed.calls[0].server, parsed.calls[0].name) == ("tool-google-search", "google_search")
     assert parsed.calls[0].arguments == {"q": "x"}
@@ -126,13 +126,17 @@ def test_missing_arguments_close_tag_is_tolerated() -> None:
 
 
 def test_json_without_arguments_tag_is_tolerated() -> None:
-    parsed = parse_mcp_xml('<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name>{"q": 1}</use_mcp_tool>')
+    parsed = parse_mcp_xml(
+        '<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name>{"q": 1}</use_mcp_tool>'
+    )
     assert parsed.calls[0].arguments == {"q": 1}
     assert parsed.calls[0].repaired is True
 
 
 def test_junk_without_arguments_tag_is_a_problem() -> None:
-    parsed = parse_mcp_xml("<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name>oops</use_mcp_tool>")
+    parsed = parse_mcp_xml(
+        "<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name>oops</use_mcp_tool>"
+    )
     assert parsed.calls == []
     assert "no <arguments> tag" in parsed.problems[0].message
     assert "'t'" in parsed.problems[0].message
@@ -163,7 +167,9 @@ def test_unclosed_block_is_a_problem() -> None:
 
 
 def test_unclosed_block_followed_by_a_good_one() -> None:
-    broken = "<use_mcp_tool><server_name>s</server_name><tool_name>first</tool_name><arguments>{}</arguments>\n"
+    broken = (
+        "<use_mcp_tool><server_name>s</server_name><tool_name>first</tool_name><arguments>{}</arguments>\n"
+    )
     parsed = parse_mcp_xml(broken + SEARCH)
     assert [c.name for c in parsed.calls] == ["google_search"]
     assert len(parsed.problems) == 1
@@ -182,8 +188,14 @@ def test_opening_tag_inside_arguments_is_argument_text() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("<use_mcp_tool><tool_name>t</tool_name><arguments>{}</arguments></use_mcp_tool>", "has no <server_name>"),
-        ("<use_mcp_tool><server_name>s</server_name><arguments>{}</arguments></use_mcp_tool>", "has no <tool_name>"),
+        (
+            "<use_mcp_tool><tool_name>t</tool_name><arguments>{}</arguments></use_mcp_tool>",
+            "has no <server_name>",
+        ),
+        (
+            "<use_mcp_tool><server_name>s</server_name><arguments>{}</arguments></use_mcp_tool>",
+            "has no <tool_name>",
+        ),
         (
             "<use_mcp_tool><server_name> </server_name><tool_name>t</tool_name></use_mcp_tool>",
             "has an empty <server_name>",
@@ -266,7 +278,9 @@ class TestFormat:
         assert "got int" in parsed.problems[0].message
 
     def test_render_call_is_canonical(self) -> None:
-        call = ToolCall(server="tool-google-search", name="google_search", arguments={"q": "naïve café", "num": 3})
+        call = ToolCall(
+            server="tool-google-search", name="google_search", arguments={"q": "naïve café", "num": 3}
+        )
         expected = (
             "<use_mcp_tool>\n<server_name>tool-google-search</server_name>\n<tool_name>google_search</tool_name>\n"
             '<arguments>\n{\n  "q": "naïve café",\n  "num": 3\n}\n</arguments>\n</use_mcp_tool>'

@@ -1,0 +1,98 @@
+"""The `miroenv` command line: demo, run, snapshot info and build-demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from miroenv import read_trajectories
+from miroenv.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_demo_prints_rewards_and_writes_trajectories(tmp_path: Path) -> None:
+    out = tmp_path / "demo.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "miroenv.cli", "demo", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for task_id in ("ada-standard", "babbage-eniac-gap", "turing-award-first", "baby-first-program"):
+        assert f"reward {task_id}: 1.00" in result.stdout
+    assert "→ google_search" in result.stdout and "summary prompt sent" in result.stdout
+    assert "episode 4/4 done" in result.stdout
+    trajectories = read_trajectories(out)
+    assert len(trajectories) == 4 and all(t.complete for t in trajectories)
+
+
+def test_demo_builds_its_snapshot_when_run_elsewhere(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", "--quiet", "--out", "t.jsonl"])
+    assert result.exit_code == 0, result.output
+    assert "mean reward 1.000 over 4 episodes" in result.output
+    assert "→" not in result.output
+
+
+def test_run_replays_actions_against_a_snapshot(demo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--snapshot",
+            str(demo_dir),
+            "--tasks",
+            str(demo_dir / "tasks.jsonl"),
+            "--actions",
+            str(demo_dir / "actions.jsonl"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rewards = [t.footer.reward for t in read_trajectories(out) if t.footer]
+    assert rewards == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_run_reports_bad_input_clearly(demo_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text('{"task_id": "x"}\n')
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--snapshot",
+            str(demo_dir),
+            "--tasks",
+            str(bad),
+            "--actions",
+            str(demo_dir / "actions.jsonl"),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "tasks.jsonl:1: invalid task" in " ".join(result.output.split())
+    result = runner.invoke(
+        app,
+        ["run", "--snapshot", str(tmp_path), "--tasks", str(bad), "--actions", str(bad), "--out", "o.jsonl"],
+    )
+    assert result.exit_code == 2 and "no snapshot manifest" in " ".join(result.output.split())
+
+
+def test_snapshot_info_verifies_hash(demo_dir: Path) -> None:
+    result = runner.invoke(app, ["snapshot", "info", str(demo_dir)])
+    assert result.exit_code == 0, result.output
+    assert "content hash verified" in result.output
+    manifest = json.loads((demo_dir / "manifest.json").read_text())
+    assert manifest["counts"]["pages"] == 12
