@@ -77,5 +77,6 @@ class History:
     def context_tokens(self) -> int:
         """Tokens of `context()`, from the cached per-message counts."""
         return sum(
-            tokens if keep else self._omitted_tokens for tokens, keep in zip(self._tokens, self._kept_flags(), strict=True)
+            tokens if keep else self._omitted_tokens
+            for tokens, keep in zip(self._tokens, self._kept_flags(), strict=True)
         )

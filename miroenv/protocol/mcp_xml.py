@@ -43,9 +43,9 @@ def scan_blocks(
 
     An unclosed `<think>` hides the rest of the text; a `</think>` with no `<think>` before it hides
     everything before it (chat templates often put `<think>` in the prompt), unless it lies inside a closed
-    block, where it is block content. An `open_tag` met before
-    the block's `close_tag` ends the block unclosed, unless it lies inside the block's `inner` pair of tags
-    (e.g. within `<arguments>...</arguments>`, where it is argument text).
+    block, where it is block content. An `open_tag` met before the block's `close_tag` ends the block
+    unclosed, unless it lies inside the block's `inner` pair of tags (e.g. within `<arguments>...`, where
+    it is argument text).
     """
     blocks: list[TagBlock] = []
     pos = 0
@@ -85,9 +85,9 @@ def scan_blocks(
             blocks.append(TagBlock(next_open, pos, text[body_start:pos], closed=False))
             next_open = following
     orphan_close = text.find(THINK_CLOSE)
-    if orphan_close != -1 and text.find(THINK_OPEN, 0, orphan_close) == -1:
-        if not any(b.closed and b.start < orphan_close < b.end for b in blocks):
-            blocks = [b for b in blocks if b.start > orphan_close]
+    orphaned = orphan_close != -1 and text.find(THINK_OPEN, 0, orphan_close) == -1
+    if orphaned and not any(b.closed and b.start < orphan_close < b.end for b in blocks):
+        blocks = [b for b in blocks if b.start > orphan_close]
     return blocks
 
 
@@ -119,14 +119,26 @@ def ignored_tool_calls_problem(action: object, how: str) -> ParseProblem | None:
         return None
     try:
         tool_calls = action.get("tool_calls")
+        present = isinstance(tool_calls, Sequence) and not isinstance(tool_calls, str) and len(tool_calls) > 0
     except Exception:
         return None
-    if isinstance(tool_calls, Sequence) and not isinstance(tool_calls, str) and len(tool_calls) > 0:
-        return ParseProblem(
-            message=f"the message's tool_calls field is not used in this environment; {how}",
-            raw=shorten(repr(tool_calls)),
-        )
-    return None
+    if not present:
+        return None
+    return ParseProblem(
+        message=f"the message's tool_calls field is not used in this environment; {how}",
+        raw=shorten(safe_repr(tool_calls)),
+    )
+
+
+def safe_repr(value: object) -> str:
+    """JSON text of `value` when it has one, else its repr, for `raw` fields; never raises."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except Exception:
+        try:
+            return repr(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__}>"
 
 
 def _field(head: str, tag: str) -> tuple[str | None, str]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from miroenv.protocol.arguments import ArgumentsError, arguments_from_value
 from miroenv.protocol.base import Action, ToolCallFormat, ToolSpec
 from miroenv.protocol.calls import ParsedAction, ParseProblem, ToolCall
-from miroenv.protocol.mcp_xml import safe_action_text, shorten
+from miroenv.protocol.mcp_xml import safe_action_text, safe_repr, shorten
 
 _USAGE = (
     'each tool call must look like {"id": "call_1", "type": "function", '
@@ -17,20 +17,9 @@ _USAGE = (
 )
 
 
-def _raw(entry: object) -> str:
-    """Best-effort JSON text of one `tool_calls` entry, for `raw` fields; never raises."""
-    try:
-        return json.dumps(entry, ensure_ascii=False, default=repr)
-    except Exception:
-        try:
-            return repr(entry)
-        except Exception:
-            return f"<unprintable {type(entry).__name__}>"
-
-
 def _entry_to_call(index: int, entry: object) -> ToolCall | ParseProblem:
     """Turn `tool_calls[index]` into a call, or a problem (carrying the call id) saying what is wrong."""
-    raw = _raw(entry)
+    raw = safe_repr(entry)
     if not isinstance(entry, Mapping):
         return ParseProblem(
             message=f"tool_calls[{index}] is not an object; {_USAGE}",
@@ -90,7 +79,7 @@ class OpenAIFormat(ToolCallFormat):
             problems.append(
                 ParseProblem(
                     message=f"tool_calls must be a list of tool calls, got {type(tool_calls).__name__}; {_USAGE}",
-                    raw=shorten(_raw(tool_calls)),
+                    raw=shorten(safe_repr(tool_calls)),
                 )
             )
             return ParsedAction(text=text, problems=problems)
@@ -107,7 +96,7 @@ class OpenAIFormat(ToolCallFormat):
             except Exception as exc:
                 result = ParseProblem(
                     message=f"tool_calls[{index}] could not be read ({type(exc).__name__}); {_USAGE}",
-                    raw=shorten(_raw(entry)),
+                    raw=shorten(safe_repr(entry)),
                     call_id=f"call_{index}",
                 )
             if isinstance(result, ToolCall):

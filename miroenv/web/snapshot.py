@@ -20,6 +20,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from miroenv.web.base import (
     SearchResponse,
     Web,
 )
+from miroenv.web.urls import canonical_url, host_of, match_key
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,15 @@ CREATE TABLE IF NOT EXISTS files (
     data BLOB NOT NULL,
     captured_at TEXT
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    url TEXT PRIMARY KEY,
+    target TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS url_keys (
+    key TEXT NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (key, url)
+) WITHOUT ROWID;
 """
 
 _PAGE_COLUMNS = "url, final_url, status, title, content_type, body, text, extractor, captured_at, metadata"
@@ -173,10 +184,50 @@ class Snapshot(Web):
         return SearchResponse(payload=_empty_search_payload(request), source="empty")
 
     def page(self, url: str) -> Page:
-        row = self._connect().execute(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url = ?", (url,)).fetchone()
+        """The page at `url`: exact URL, then any stored spelling with the same match key (scheme, `www.`,
+        trailing slash, tracking parameters, fragment), then redirect aliases; else `NotInSnapshotError`
+        naming the closest URL held for that host."""
+        conn = self._connect()
+        row = conn.execute(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url = ?", (url,)).fetchone()
         if row is None:
-            raise NotInSnapshotError(url)
+            stored = self._resolve(conn, url)
+            if stored is not None:
+                row = conn.execute(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url = ?", (stored,)).fetchone()
+        if row is None:
+            raise NotInSnapshotError(url, suggestion=self._closest_on_host(conn, url))
         return _page_from_row(row)
+
+    @staticmethod
+    def _resolve(conn: sqlite3.Connection, url: str) -> str | None:
+        candidates = [
+            r[0]
+            for r in conn.execute("SELECT url FROM url_keys WHERE key = ? ORDER BY url", (match_key(url),))
+        ]
+        if not candidates:
+            return None
+        wanted = canonical_url(url)
+        scheme = wanted.split(":", 1)[0]
+
+        def closeness(candidate: str) -> tuple[bool, bool]:
+            spelled = canonical_url(candidate)
+            return spelled == wanted, spelled.split(":", 1)[0] == scheme
+
+        return str(max(candidates, key=closeness))
+
+    @staticmethod
+    def _closest_on_host(conn: sqlite3.Connection, url: str, limit: int = 2000) -> str | None:
+        host = host_of(url)
+        if not host:
+            return None
+        rows = conn.execute(
+            "SELECT DISTINCT url FROM url_keys WHERE key >= ? AND key < ? ORDER BY url LIMIT ?",
+            (host + "/", host + "0", limit),
+        ).fetchall()
+        if not rows:
+            return None
+        wanted = match_key(url)
+        scored = sorted((-SequenceMatcher(None, wanted, match_key(r[0])).ratio(), r[0]) for r in rows)
+        return str(scored[0][1])
 
     def file(self, url: str) -> FileEntry:
         row = (
@@ -238,6 +289,7 @@ def compute_content_hash(conn: sqlite3.Connection) -> str:
         ("pages", f"SELECT {_PAGE_COLUMNS} FROM pages ORDER BY url"),
         ("searches", "SELECT key, query, params, response FROM searches ORDER BY key"),
         ("files", "SELECT url, content_type, data FROM files ORDER BY url"),
+        ("aliases", "SELECT url, target FROM aliases ORDER BY url"),
     )
     for table, query in queries:
         digest.update(f"\x00table:{table}\x00".encode())
@@ -334,21 +386,36 @@ class SnapshotWriter:
         return page
 
     def put_page(self, page: Page) -> None:
-        """Store a `Page` model as is."""
-        self._execute(
-            f"INSERT OR REPLACE INTO pages ({_PAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                page.url,
-                page.final_url,
-                page.status,
-                page.title,
-                page.content_type,
-                page.body,
-                page.text,
-                page.extractor,
-                page.captured_at,
-                json.dumps(page.metadata, sort_keys=True, ensure_ascii=False),
-            ),
+        """Store a `Page` model as is; its URL and final URL both find it."""
+        keys = {(match_key(page.url), page.url), (match_key(page.final_url), page.url)}
+        self._execute_many(
+            [
+                (
+                    f"INSERT OR REPLACE INTO pages ({_PAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        page.url,
+                        page.final_url,
+                        page.status,
+                        page.title,
+                        page.content_type,
+                        page.body,
+                        page.text,
+                        page.extractor,
+                        page.captured_at,
+                        json.dumps(page.metadata, sort_keys=True, ensure_ascii=False),
+                    ),
+                )
+            ]
+            + [("INSERT OR IGNORE INTO url_keys (key, url) VALUES (?, ?)", key) for key in sorted(keys)]
+        )
+
+    def add_alias(self, url: str, target: str) -> None:
+        """Make `url` (a redirect source, another spelling) lead to the page stored at `target`."""
+        self._execute_many(
+            [
+                ("INSERT OR REPLACE INTO aliases (url, target) VALUES (?, ?)", (url, target)),
+                ("INSERT OR IGNORE INTO url_keys (key, url) VALUES (?, ?)", (match_key(url), target)),
+            ]
         )
 
     def add_search(
@@ -399,15 +466,20 @@ class SnapshotWriter:
         )
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._execute_many([(sql, params)])
+
+    def _execute_many(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run statements in one transaction: all of them land, or none."""
         with self._lock, self._conn:
-            self._conn.execute(sql, params)
+            for sql, params in statements:
+                self._conn.execute(sql, params)
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
         with self._lock:
             return {
                 table: int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-                for table in ("pages", "searches", "files")
+                for table in ("pages", "searches", "files", "aliases")
             }
 
     def _write_manifest(self) -> None:

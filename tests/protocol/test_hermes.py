@@ -65,8 +65,14 @@ def test_repaired_payload_is_flagged() -> None:
         ('<tool_call>{"name": 3}</tool_call>', 'has an empty or non-string "name"'),
         ("<tool_call>call google please</tool_call>", "the <tool_call> content is not valid JSON: "),
         ('<tool_call>["t", {}]</tool_call>', "the <tool_call> content is not a JSON object: got an array"),
-        ('<tool_call>{"name": "t", "arguments": [1]}</tool_call>', "the \"arguments\" of tool 't' are not a JSON"),
-        ('<tool_call>{"name": "t", "arguments": "oops"}</tool_call>', "the \"arguments\" of tool 't' are not valid"),
+        (
+            '<tool_call>{"name": "t", "arguments": [1]}</tool_call>',
+            "the \"arguments\" of tool 't' are not a JSON",
+        ),
+        (
+            '<tool_call>{"name": "t", "arguments": "oops"}</tool_call>',
+            "the \"arguments\" of tool 't' are not valid",
+        ),
     ],
 )
 def test_problems(text: str, fragment: str) -> None:
@@ -107,7 +113,9 @@ def test_render_call_plain_payload() -> None:
 
 def test_render_tools_is_qwen_style() -> None:
     specs = [
-        ToolSpec(server="s", name="google_search", description="Search the web.", input_schema={"type": "object"}),
+        ToolSpec(
+            server="s", name="google_search", description="Search the web.", input_schema={"type": "object"}
+        ),
         ToolSpec(server="s", name="scrape", description="Read a page."),
     ]
     text = fmt.render_tools(specs)

@@ -313,3 +313,19 @@ class TestFormat:
             "### Tool name: scrape\nDescription: Scrape.\nInput JSON schema: {}\n\n"
             "## Server name: python\n### Tool name: run\nDescription: Run code.\nInput JSON schema: {}"
         )
+
+
+def test_unclosed_draft_before_orphan_think_close_is_reasoning() -> None:
+    parsed = parse_mcp_xml(f"draft <use_mcp_tool><server_name>s</server_name> hmm</think>\n{SEARCH}")
+    assert [c.name for c in parsed.calls] == ["google_search"]
+    assert parsed.problems == []
+
+
+def test_unprintable_tool_calls_still_give_a_problem() -> None:
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    parsed = McpXmlFormat().parse({"content": SEARCH, "tool_calls": [Unprintable()]})
+    assert [c.name for c in parsed.calls] == ["google_search"]
+    assert "tool_calls field is not used" in parsed.problems[0].message

@@ -114,7 +114,7 @@ def test_non_action_input_is_a_problem() -> None:
 
 
 def test_render_call_round_trips() -> None:
-    call = ToolCall(name="google_search", arguments={"q": "café \"quoted\""}, call_id="call_9")
+    call = ToolCall(name="google_search", arguments={"q": 'café "quoted"'}, call_id="call_9")
     rendered = fmt.render_call(call)
     assert rendered == {
         "role": "assistant",

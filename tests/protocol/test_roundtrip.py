@@ -13,11 +13,19 @@ from miroenv.protocol.calls import ToolCall
 from miroenv.protocol.registry import FORMATS, get_format
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.\-]{0,30}", fullmatch=True)
-TAGS = ["</arguments>", "<use_mcp_tool>", "</use_mcp_tool>", "<tool_call>", "</tool_call>", "<think>", "</think>"]
+TAGS = [
+    "</arguments>",
+    "<use_mcp_tool>",
+    "</use_mcp_tool>",
+    "<tool_call>",
+    "</tool_call>",
+    "<think>",
+    "</think>",
+]
 tricky_text = st.lists(
     st.one_of(
         st.sampled_from(list("\"'{}[]<>/\\\n\t :,`")),
-        st.sampled_from([*TAGS, "\\boxed{", "```json", "\\u0041"]),
+        st.sampled_from([*TAGS, "<arguments>", "<server_name>", "\\boxed{", "```json", "\\u0041"]),
         st.characters(codec="utf-8"),
     ),
     max_size=20,
@@ -127,7 +135,10 @@ messages = st.one_of(
                 st.one_of(
                     weird,
                     st.fixed_dictionaries(
-                        {"id": weird, "function": st.dictionaries(st.sampled_from(["name", "arguments"]), weird)}
+                        {
+                            "id": weird,
+                            "function": st.dictionaries(st.sampled_from(["name", "arguments"]), weird),
+                        }
                     ),
                     st.fixed_dictionaries(
                         {

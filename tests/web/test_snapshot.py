@@ -59,7 +59,7 @@ def test_round_trip_pages_searches_files(tmp_path: Path) -> None:
 
 def test_manifest_counts_and_hash(tmp_path: Path) -> None:
     snap = Snapshot(make_snapshot(tmp_path / "s"))
-    assert snap.manifest.counts == {"pages": 2, "searches": 1, "files": 1}
+    assert snap.manifest.counts == {"pages": 2, "searches": 1, "files": 1, "aliases": 0}
     assert snap.manifest.capture_date == "2024-05-01"
     assert snap.verify() == snap.content_hash
     assert snap.content_hash.startswith("sha256:")
@@ -159,3 +159,57 @@ def test_normalize_query_is_idempotent_and_trimmed(text: str) -> None:
 @given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)))
 def test_normalize_query_ignores_ascii_case(text: str) -> None:
     assert normalize_query(text.upper()) == normalize_query(text.lower())
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "https://example.org/a",
+        "http://example.org/a",
+        "https://www.example.org/a/",
+        "HTTPS://EXAMPLE.ORG/a#section",
+        "https://example.org/a?utm_source=newsletter",
+        "example.org/a",
+    ],
+)
+def test_page_found_under_common_spellings(tmp_path: Path, variant: str) -> None:
+    snap = Snapshot(make_snapshot(tmp_path / "s"))
+    assert snap.page(variant).url == "https://example.org/a"
+
+
+def test_path_case_and_query_matter(tmp_path: Path) -> None:
+    snap = Snapshot(make_snapshot(tmp_path / "s"))
+    with pytest.raises(NotInSnapshotError):
+        snap.page("https://example.org/A")
+    with pytest.raises(NotInSnapshotError):
+        snap.page("https://example.org/a?page=2")
+
+
+def test_final_url_and_aliases_lead_to_the_page(tmp_path: Path) -> None:
+    path = make_snapshot(tmp_path / "s")
+    with SnapshotWriter(path) as writer:
+        writer.add_alias("https://short.example/x1", "https://example.org/a")
+    snap = Snapshot(path)
+    assert snap.page("https://example.org/b/").url == "https://example.org/b"
+    assert snap.page("http://short.example/x1").title == "A"
+    assert snap.manifest.counts["aliases"] == 1
+
+
+def test_exact_spelling_wins_over_other_variants(tmp_path: Path) -> None:
+    with SnapshotWriter(tmp_path / "s", name="v", capture_date="2024-01-01") as writer:
+        writer.add_page("http://example.org/p", text="plain http")
+        writer.add_page("https://example.org/p", text="https")
+    snap = Snapshot(tmp_path / "s")
+    assert snap.page("http://example.org/p").text == "plain http"
+    assert snap.page("https://example.org/p/").text == "https"
+    assert snap.page("http://www.example.org/p/").text == "plain http"
+
+
+def test_miss_names_the_closest_url_on_that_host(tmp_path: Path) -> None:
+    snap = Snapshot(make_snapshot(tmp_path / "s"))
+    with pytest.raises(NotInSnapshotError, match=r"closest URL .* 'https://example.org/b'") as caught:
+        snap.page("https://example.org/bb")
+    assert caught.value.suggestion == "https://example.org/b"
+    with pytest.raises(NotInSnapshotError) as caught:
+        snap.page("https://other.example/a")
+    assert caught.value.suggestion is None
