@@ -1,4 +1,4 @@
-"""The `miroenv` command: run the demo, replay recorded actions, inspect snapshots."""
+"""`miroenv demo` and `miroenv run`: recorded actions played through the real env, trajectories written."""
 
 from __future__ import annotations
 
@@ -8,23 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from miroenv.cli.app import app, console
 from miroenv.demo import build_demo
 from miroenv.env import ResearchEnv
 from miroenv.policy import EpisodeResult, ScriptedPolicy, StepView, load_actions, run_episode
 from miroenv.trajectory import RecordTrajectory
-from miroenv.web.snapshot import Snapshot, SnapshotError
-
-app = typer.Typer(
-    help="Deterministic research-agent environments: replayed web, sandboxes, rewards.", no_args_is_help=True
-)
-snapshot_app = typer.Typer(help="Inspect and build snapshots.", no_args_is_help=True)
-app.add_typer(snapshot_app, name="snapshot")
-
-console = Console(highlight=False)
+from miroenv.web.snapshot import SnapshotError
 
 
 def _preview(text: str, limit: int = 240) -> str:
@@ -159,29 +151,3 @@ def run(
         env.close()
     console.print(_summary_table(results, env))
     console.print(f"trajectories written to {out}")
-
-
-@snapshot_app.command("info")
-def snapshot_info(path: Annotated[Path, typer.Argument(help="Snapshot directory.")]) -> None:
-    """Show a snapshot's manifest and check its content hash."""
-    try:
-        snap = Snapshot(path)
-        snap.verify()
-    except SnapshotError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    console.print_json(snap.manifest.model_dump_json())
-    console.print("[green]content hash verified[/]")
-
-
-@snapshot_app.command("build-demo")
-def snapshot_build_demo(
-    path: Annotated[Path, typer.Argument(help="Output directory.")] = Path("snapshots/demo"),
-) -> None:
-    """(Re)write the bundled demo snapshot, tasks and actions."""
-    build_demo(path)
-    console.print(f"demo snapshot written to {path}")
-
-
-if __name__ == "__main__":
-    app()

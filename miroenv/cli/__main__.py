@@ -1,0 +1,5 @@
+"""`python -m miroenv.cli`."""
+
+from miroenv.cli import app
+
+app()
