@@ -24,6 +24,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from miroenv._version import __version__
@@ -35,6 +36,7 @@ from miroenv.web.base import (
     SearchResponse,
     Web,
 )
+from miroenv.web.index import SnapshotIndex
 from miroenv.web.urls import canonical_url, host_of, match_key
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,11 @@ FORMAT_NAME = "miroenv-snapshot"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 DATABASE_FILE = "snapshot.sqlite"
+INDEX_DIR = "index"
+LOCK_FILE = ".snapshot.lock"
+"""Guards manifest rewrites across processes; removed by the writer that closes last."""
+BUSY_TIMEOUT_S = 60.0
+"""How long a writer waits for another process's transaction before giving up."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pages (
@@ -145,6 +152,8 @@ class Snapshot(Web):
                 f"readable by miroenv {__version__} (reads {FORMAT_NAME} v{FORMAT_VERSION})"
             )
         self._db_uri = f"file:{db_path.resolve()}?mode=ro"
+        self._index: SnapshotIndex | None = None
+        self._index_lock = threading.Lock()
         self._local = threading.local()
         self._connect()
 
@@ -176,12 +185,31 @@ class Snapshot(Web):
         return self.manifest.capture_date
 
     def search(self, request: SearchRequest) -> SearchResponse:
+        """A recorded search exactly as recorded; any other query from the full-text index, Serper-shaped."""
         conn = self._connect()
         for key in dict.fromkeys((request.key(), request.default_page_key())):
             row = conn.execute("SELECT response FROM searches WHERE key = ?", (key,)).fetchone()
             if row is not None:
                 return SearchResponse(payload=json.loads(row[0]), source="recorded")
-        return SearchResponse(payload=_empty_search_payload(request), source="empty")
+        index = self.index()
+        if index is None or request.num <= 0:
+            return SearchResponse(payload=_empty_search_payload(request), source="empty")
+        hits = index.search(request.q, limit=request.num, offset=(max(request.page, 1) - 1) * request.num)
+        organic = [
+            {"title": hit.title, "link": hit.url, "snippet": hit.snippet, "position": position}
+            for position, hit in enumerate(hits, start=1)
+        ]
+        return SearchResponse(
+            payload={"searchParameters": _search_parameters(request), "organic": organic}, source="index"
+        )
+
+    def index(self) -> SnapshotIndex | None:
+        """The snapshot's full-text index (`<dir>/index/`), opened once; None when it has none."""
+        if self._index is None and (self.path / INDEX_DIR).is_dir():
+            with self._index_lock:
+                if self._index is None:
+                    self._index = SnapshotIndex.open(self.path / INDEX_DIR)
+        return self._index
 
     def page(self, url: str) -> Page:
         """The page at `url`: exact URL, then any stored spelling with the same match key (scheme, `www.`,
@@ -324,30 +352,49 @@ class SnapshotWriter:
     ) -> None:
         self.path = Path(path)
         manifest_path = self.path / MANIFEST_FILE
-        if manifest_path.exists() and overwrite:
-            for leftover in (MANIFEST_FILE, DATABASE_FILE, DATABASE_FILE + "-wal", DATABASE_FILE + "-shm"):
-                (self.path / leftover).unlink(missing_ok=True)
-        if manifest_path.exists():
-            self.manifest = SnapshotManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
-            if name is not None:
-                self.manifest.name = name
-            if capture_date is not None:
-                self.manifest.capture_date = capture_date
-        else:
-            if name is None or capture_date is None:
-                raise SnapshotError(
-                    f"{self.path}: a new snapshot needs a name and a capture_date (YYYY-MM-DD)"
-                )
-            self.manifest = SnapshotManifest(name=name, capture_date=capture_date, description=description)
+        if (name is None or capture_date is None) and not manifest_path.exists():
+            raise SnapshotError(f"{self.path}: a new snapshot needs a name and a capture_date (YYYY-MM-DD)")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._closed = False
-        self._conn = sqlite3.connect(self.path / DATABASE_FILE, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
-        self._write_manifest()
+        # Many processes may open one snapshot at once: creation and manifest rewrites happen under a file lock.
+        self._file_lock = FileLock(str(self.path / LOCK_FILE))
+        with self._file_lock:
+            if manifest_path.exists() and overwrite:
+                for leftover in (
+                    MANIFEST_FILE,
+                    DATABASE_FILE,
+                    DATABASE_FILE + "-wal",
+                    DATABASE_FILE + "-shm",
+                ):
+                    (self.path / leftover).unlink(missing_ok=True)
+            if manifest_path.exists():
+                self.manifest = SnapshotManifest.model_validate_json(
+                    manifest_path.read_text(encoding="utf-8")
+                )
+                if name is not None:
+                    self.manifest.name = name
+                if capture_date is not None:
+                    self.manifest.capture_date = capture_date
+            else:
+                if name is None or capture_date is None:
+                    raise SnapshotError(
+                        f"{self.path}: a new snapshot needs a name and a capture_date (YYYY-MM-DD)"
+                    )
+                self.manifest = SnapshotManifest(
+                    name=name, capture_date=capture_date, description=description
+                )
+            # Autocommit mode: `_execute_many` opens each transaction itself with BEGIN IMMEDIATE.
+            self._conn = sqlite3.connect(
+                self.path / DATABASE_FILE,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._write_manifest()
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -469,10 +516,20 @@ class SnapshotWriter:
         self._execute_many([(sql, params)])
 
     def _execute_many(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run statements in one transaction: all of them land, or none."""
-        with self._lock, self._conn:
-            for sql, params in statements:
-                self._conn.execute(sql, params)
+        """Run statements in one transaction: all of them land, or none; waits out other writers (busy timeout)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise SnapshotError(f"{self.path / DATABASE_FILE}: cannot start a write: {exc}") from exc
+            try:
+                for sql, params in statements:
+                    self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
@@ -483,6 +540,7 @@ class SnapshotWriter:
             }
 
     def _write_manifest(self) -> None:
+        """Replace `manifest.json` atomically (temporary file, fsync, rename); callers hold the file lock."""
         data = self.manifest.model_dump_json(indent=2) + "\n"
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".manifest.", suffix=".tmp")
         try:
@@ -497,12 +555,28 @@ class SnapshotWriter:
             raise
 
     def finalize(self) -> SnapshotManifest:
-        """Checkpoint the database and rewrite the manifest with fresh counts and content hash."""
-        with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self.manifest.content_hash = compute_content_hash(self._conn)
-        self.manifest.counts = self.counts()
-        self._write_manifest()
+        """Checkpoint the database and rewrite the manifest with fresh counts and content hash.
+
+        Counts and hash are read in one read transaction under the file lock, so with many writers the manifest
+        written last describes the data as the last finalizer saw it.
+        """
+        with self._lock, self._file_lock:
+            # Other processes may be reading or writing: checkpoint what can be, without waiting on them.
+            self._conn.execute("PRAGMA busy_timeout=200")
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            self._conn.execute("BEGIN")
+            try:
+                self.manifest.content_hash = compute_content_hash(self._conn)
+                self.manifest.counts = {
+                    table: int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                    for table in ("pages", "searches", "files", "aliases")
+                }
+            finally:
+                self._conn.execute("COMMIT")
+            self._write_manifest()
         return self.manifest
 
     def close(self) -> None:
@@ -510,11 +584,15 @@ class SnapshotWriter:
         if self._closed:
             return
         self.finalize()
-        with self._lock:
+        with self._lock, self._file_lock:
             try:
-                # A single-file database is the portable form; if a reader holds it open, WAL stays (still valid).
+                # A single-file database is the portable form; while another connection has it open this fails
+                # at once (no busy wait) and WAL stays, still valid: the last writer to close switches it.
                 self._conn.execute("PRAGMA journal_mode=DELETE")
+                # Nobody else has the database open: drop the lock file too (filelock retries on an unlinked
+                # lock file, so a process about to take it is safe).
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
             except sqlite3.OperationalError:
-                logger.info("%s: snapshot in use by a reader; keeping the WAL journal", self.path)
+                logger.info("%s: snapshot in use by another connection; keeping the WAL journal", self.path)
             self._conn.close()
             self._closed = True

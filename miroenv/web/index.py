@@ -1,0 +1,586 @@
+"""Full-text BM25 index over a snapshot's pages (tantivy): deterministic builds, safe queries, stable rankings.
+
+Layout of `<snapshot>/index/`: tantivy's files (the BM25 postings; only the URL is stored there),
+`miroenv-index.json` (format, analyzer, document count) and a page store read by document id without
+decompression: `pages.bin` (URL, title and the first `SNIPPET_SCAN_CHARS` of the text, UTF-8, back to back),
+`pages.offsets` (little-endian u64: where each page's URL, title and text start, then the end) and `pages.chars`
+(little-endian u64: each page's full text length).
+
+Rankings are identical across builds, processes and machines because:
+- the index is built by one writer thread in one commit into exactly one segment (verified after the build);
+- documents are stored sorted by URL (tantivy index sorting), so document ids, and with them the order in
+  which tantivy adds up term scores, do not depend on the order pages were added, and a document id orders
+  like its URL;
+- results are sorted in Python by score rounded to `SCORE_DIGITS` significant digits, then by URL, after
+  fetching every hit that ties with the last one wanted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import mmap
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import tempfile
+import uuid
+from array import array
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import tantivy
+from pydantic import BaseModel, ConfigDict
+
+INDEX_DIR = "index"
+"""Name of the index folder inside a snapshot directory."""
+
+INDEX_FORMAT = "miroenv-index"
+INDEX_FORMAT_VERSION = 1
+META_FILE = "miroenv-index.json"
+"""Our metadata file inside the index folder (tantivy owns `meta.json`)."""
+
+STORE_FILE = "pages.bin"
+OFFSETS_FILE = "pages.offsets"
+CHARS_FILE = "pages.chars"
+
+ANALYZER = "miroenv_en"
+ANALYZER_DESCRIPTION = "simple tokenizer, remove_long(40), lowercase, ascii_fold, stemmer(english)"
+"""The tokenizer every text field is indexed with; queries go through the same chain."""
+
+SCORE_DIGITS = 6
+"""Significant digits kept of a score, so float noise cannot reorder results between builds or machines."""
+
+SNIPPET_CHARS = 240
+"""Snippet window in characters, before "..." marks are added where the page text was cut."""
+
+SNIPPET_SCAN_CHARS = 5_000
+"""Snippets come from the first this many characters of a page (the only part the index stores), which bounds
+the time a snippet takes (about 10 µs per 1,000 characters)."""
+
+MAX_QUERY_CHARS = 2000
+"""Longer queries are cut: an agent's query this long is a paste, not a search."""
+
+MAX_QUERY_TERMS = 32
+"""At most this many distinct terms (first ones kept) make the query."""
+
+HEAP_BYTES = 3_000_000_000
+"""Writer memory budget: the build must fit in it to stay one segment (about 10^6 pages of a few KB)."""
+
+_TIE_MARGIN = 8
+_WORD_TAIL = re.compile(r"[^\W_]*")
+_ALNUM = re.compile(r"[^\W_]+")
+_SPACE = re.compile(r"\s")
+_NON_ASCII_ALNUM = re.compile(r"[^\W\x00-\x7f_]")
+
+QUERY_STOPWORDS = (
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "did", "do", "does", "for", "from", "had", "has",
+    "have", "how", "if", "in", "into", "is", "it", "its", "no", "not", "of", "on", "or", "s", "such", "that",
+    "the", "their", "then", "there", "these", "they", "this", "to", "was", "were", "what", "when", "where",
+    "which", "who", "whom", "will", "with",
+)  # fmt: skip
+"""Words dropped from queries (never from the index) unless the query holds nothing else."""
+
+
+class IndexHit(BaseModel):
+    """One search result: the page, its BM25 score (rounded to `SCORE_DIGITS`) and a snippet of its text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    title: str
+    snippet: str
+    score: float
+
+
+class SnapshotIndexError(RuntimeError):
+    """An index that cannot be built or opened; the message names the folder and why."""
+
+
+def _analyzer(drop_stopwords: bool = False) -> tantivy.TextAnalyzer:
+    """The index analyzer, or with `drop_stopwords` the query analyzer (same chain minus common words)."""
+    builder = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+    )
+    if drop_stopwords:
+        builder = builder.filter(tantivy.Filter.custom_stopword(list(QUERY_STOPWORDS)))
+    return builder.filter(tantivy.Filter.stemmer("english")).build()
+
+
+_WORD_ANALYZER = _analyzer()
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _word_terms(word: str) -> tuple[str, ...]:
+    """The index terms of `word` (memoized across queries: page words repeat, and analyzing costs ~1 µs)."""
+    return tuple(_WORD_ANALYZER.analyze(word))
+
+
+def _schema() -> tantivy.Schema:
+    """url (stored, to check the page store; raw fast field that sorts the index), title and body (analyzed,
+    term frequencies only, not stored: results are read from the page store, which is much faster)."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("url", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("title", stored=False, tokenizer_name=ANALYZER, index_option="freq")
+    builder.add_text_field("body", stored=False, tokenizer_name=ANALYZER, index_option="freq")
+    return builder.build()
+
+
+def round_score(score: float) -> float:
+    """`score` kept to `SCORE_DIGITS` significant digits."""
+    return float(f"{score:.{SCORE_DIGITS}g}")
+
+
+class SnapshotIndex:
+    """A read-only BM25 index over (url, title, text) pages; thread-safe, one shared searcher."""
+
+    def __init__(self, path: Path, index: tantivy.Index, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.meta = meta
+        self._index = index
+        self._schema = index.schema
+        self._searcher = index.searcher()
+        self._num_docs = self._searcher.num_docs
+        if self._searcher.num_segments > 1:
+            raise SnapshotIndexError(f"{path}: {self._searcher.num_segments} segments; expected one")
+        self._store = _PageStore(path, self._num_docs)
+        self._analyzer = _analyzer()
+        self._query_analyzer = _analyzer(drop_stopwords=True)
+
+    @classmethod
+    def build(cls, index_dir: Path, docs: Iterable[tuple[str, str, str]]) -> SnapshotIndex:
+        """Index `docs` (url, title, text; URLs unique) into `index_dir`, replacing any index there.
+
+        Built single-threaded into one segment in a temporary folder next to `index_dir`, then renamed into
+        place, so readers never see a half-built index.
+        """
+        index_dir = Path(index_dir)
+        index_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".building", dir=index_dir.parent))
+        try:
+            count = _write_index(tmp, docs)
+            meta = {
+                "format": INDEX_FORMAT,
+                "format_version": INDEX_FORMAT_VERSION,
+                "analyzer": ANALYZER_DESCRIPTION,
+                "documents": count,
+                "tantivy": str(getattr(tantivy, "__version__", "unknown")),
+            }
+            _write_file(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            built = cls.open(tmp)
+            if built._num_docs != count:
+                raise SnapshotIndexError(f"{index_dir}: index holds {built._num_docs} of {count} pages")
+            built._check_store()
+            built.close()
+            _replace_dir(tmp, index_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(index_dir)
+
+    @classmethod
+    def open(cls, index_dir: Path) -> SnapshotIndex:
+        """Open the index in `index_dir` for searching (memory-mapped: milliseconds, whatever its size)."""
+        index_dir = Path(index_dir)
+        meta_path = index_dir / META_FILE
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SnapshotIndexError(f"{index_dir}: no search index here ({META_FILE} missing)") from exc
+        except ValueError as exc:
+            raise SnapshotIndexError(f"{meta_path}: unreadable index metadata: {exc}") from exc
+        if (
+            not isinstance(meta, dict)
+            or meta.get("format") != INDEX_FORMAT
+            or not isinstance(meta.get("format_version"), int)
+            or meta["format_version"] > INDEX_FORMAT_VERSION
+        ):
+            raise SnapshotIndexError(
+                f"{meta_path}: not a {INDEX_FORMAT} v{INDEX_FORMAT_VERSION} index (found {meta!r:.200})"
+            )
+        try:
+            index = tantivy.Index.open(str(index_dir))
+        except (OSError, ValueError) as exc:
+            raise SnapshotIndexError(f"{index_dir}: cannot open the tantivy index: {exc}") from exc
+        index.register_tokenizer(ANALYZER, _analyzer())
+        index.config_reader(reload_policy="manual")
+        return cls(index_dir, index, meta)
+
+    def __len__(self) -> int:
+        """Number of indexed pages."""
+        return int(self._num_docs)
+
+    def search(self, query: str, limit: int = 10, offset: int = 0) -> list[IndexHit]:
+        """The hits ranked `offset` to `offset + limit - 1` for `query` (any text; never raises on it).
+
+        Sorted by rounded BM25 score descending, then URL ascending; an empty or term-less query gives [].
+        """
+        offset = max(0, offset)
+        if limit <= 0 or offset >= self._num_docs:
+            return []
+        terms = self.query_terms(query)
+        if not terms:
+            return []
+        ranked = self._ranked(self._query(terms), min(offset + limit, self._num_docs))
+        snippets = Snippets(terms, query)
+        hits: list[IndexHit] = []
+        for score, doc_id in ranked[offset : offset + limit]:
+            url, title, excerpt, chars = self._store.page(doc_id)
+            hits.append(
+                IndexHit.model_construct(url=url, title=title, snippet=snippets(excerpt, chars), score=score)
+            )
+        return hits
+
+    def query_terms(self, query: str) -> list[str]:
+        """The distinct index terms `query` searches for: analyzed like the pages, common words dropped."""
+        text = query[:MAX_QUERY_CHARS].encode("utf-8", "replace").decode("utf-8")
+        terms = list(dict.fromkeys(self._query_analyzer.analyze(text)))
+        if not terms:
+            terms = list(dict.fromkeys(self._analyzer.analyze(text)))
+        return terms[:MAX_QUERY_TERMS]
+
+    def _query(self, terms: list[str]) -> tantivy.Query:
+        """A disjunction of every term in title and body: plain BM25, so tantivy can use block-max WAND."""
+        clauses = [
+            (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, field, term, index_option="freq"))
+            for term in terms
+            for field in ("body", "title")
+        ]
+        return tantivy.Query.boolean_query(clauses)
+
+    def _ranked(self, query: tantivy.Query, want: int) -> list[tuple[float, int]]:
+        """(rounded score, doc id) of the top `want` hits in final order, ties complete.
+
+        Fetches more until the last fetched hit scores below the `want`-th, so every hit tied with it takes
+        part in the URL tie-break; within the single segment, doc id order is URL order.
+        """
+        fetch = min(want + _TIE_MARGIN, self._num_docs)
+        while True:
+            hits = self._searcher.search(query, fetch, count=False).hits
+            if len(hits) < fetch or fetch >= self._num_docs:
+                break
+            if round_score(hits[-1][0]) < round_score(hits[want - 1][0]):
+                break
+            fetch = min(fetch * 2, self._num_docs)
+        ranked = sorted((-round_score(score), address.doc) for score, address in hits)
+        return [(-negated, doc_id) for negated, doc_id in ranked[:want]]
+
+    def _check_store(self, samples: int = 64) -> None:
+        """Check that document ids and the page store agree (both in URL order) at evenly spaced ids."""
+        step = max(1, self._num_docs // samples)
+        for doc_id in [*range(0, self._num_docs, step), self._num_docs - 1][: samples + 1]:
+            if doc_id < 0:
+                continue
+            stored = self._searcher.doc(tantivy.DocAddress(0, doc_id)).get_first("url")
+            if stored != self._store.page(doc_id)[0]:
+                raise SnapshotIndexError(
+                    f"{self.path}: document {doc_id} is {stored!r} in tantivy but "
+                    f"{self._store.page(doc_id)[0]!r} in the page store"
+                )
+
+    def close(self) -> None:
+        """Release the page store's memory map and drop the tantivy handles (freed with their last reference)."""
+        self._store.close()
+        self.__dict__.pop("_searcher", None)
+        self.__dict__.pop("_index", None)
+
+
+def _write_index(path: Path, docs: Iterable[tuple[str, str, str]]) -> int:
+    """Index `docs` into a new index at `path` (one writer thread, one commit, one segment) and write the page
+    store in URL order, the order of document ids; returns the number of pages."""
+    index = tantivy.Index(_schema(), path=str(path), reuse=False, sort_by_field="url")
+    index.register_tokenizer(ANALYZER, _analyzer())
+    writer = index.writer(heap_size=HEAP_BYTES, num_threads=1)
+    seen: set[str] = set()
+    entries: list[tuple[str, int, int, int, int]] = []
+    with tempfile.TemporaryFile(dir=path) as spool:
+        position = 0
+        try:
+            for url, title, text in docs:
+                if url in seen:
+                    raise ValueError(f"duplicate URL in the pages to index: {url!r}")
+                seen.add(url)
+                writer.add_document(tantivy.Document(url=url, title=title, body=text))
+                title_bytes = title.encode("utf-8")
+                excerpt = text[:SNIPPET_SCAN_CHARS].encode("utf-8")
+                spool.write(title_bytes)
+                spool.write(excerpt)
+                entries.append((url, position, len(title_bytes), len(excerpt), len(text)))
+                position += len(title_bytes) + len(excerpt)
+        except BaseException:
+            writer.rollback()
+            writer.wait_merging_threads()
+            raise
+        writer.commit()
+        writer.wait_merging_threads()
+        entries.sort()
+        _write_store(path, entries, spool)
+    return len(entries)
+
+
+def _write_store(path: Path, entries: list[tuple[str, int, int, int, int]], spool: Any) -> None:
+    """Write the page store from `entries` (url, spool offset, title bytes, excerpt bytes, text chars)."""
+    offsets = array("Q")
+    chars = array("Q")
+    written = 0
+    with open(path / STORE_FILE, "wb") as store:
+        for url, spooled, title_len, excerpt_len, length in entries:
+            url_bytes = url.encode("utf-8")
+            spool.seek(spooled)
+            store.write(url_bytes)
+            store.write(spool.read(title_len + excerpt_len))
+            offsets.extend((written, written + len(url_bytes), written + len(url_bytes) + title_len))
+            chars.append(length)
+            written += len(url_bytes) + title_len + excerpt_len
+        offsets.append(written)
+        store.flush()
+        os.fsync(store.fileno())
+    if sys.byteorder != "little":
+        offsets.byteswap()
+        chars.byteswap()
+    for name, values in ((OFFSETS_FILE, offsets), (CHARS_FILE, chars)):
+        with open(path / name, "wb") as handle:
+            values.tofile(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class _PageStore:
+    """URL, title, text excerpt and text length of each page by document id, from memory-mapped files."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        try:
+            self._offsets = _read_u64(path / OFFSETS_FILE)
+            self._chars = _read_u64(path / CHARS_FILE)
+            size = (path / STORE_FILE).stat().st_size
+        except OSError as exc:
+            raise SnapshotIndexError(f"{path}: page store unreadable: {exc}") from exc
+        if len(self._offsets) != 3 * count + 1 or len(self._chars) != count or self._offsets[-1] != size:
+            raise SnapshotIndexError(f"{path}: page store does not match the index's {count} pages")
+        self._map: mmap.mmap | None = None
+        if size:
+            with open(path / STORE_FILE, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def page(self, doc_id: int) -> tuple[str, str, str, int]:
+        """(url, title, text excerpt, full text length) of document `doc_id`."""
+        assert self._map is not None
+        offsets = self._offsets
+        base = 3 * doc_id
+        data = self._map[offsets[base] : offsets[base + 3]]
+        url_end = offsets[base + 1] - offsets[base]
+        title_end = offsets[base + 2] - offsets[base]
+        return (
+            data[:url_end].decode("utf-8"),
+            data[url_end:title_end].decode("utf-8"),
+            data[title_end:].decode("utf-8"),
+            self._chars[doc_id],
+        )
+
+    def close(self) -> None:
+        """Unmap the store file."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+
+def _read_u64(path: Path) -> array[int]:
+    """A file of little-endian u64 values."""
+    values = array("Q")
+    values.frombytes(path.read_bytes())
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
+def _write_file(path: Path, data: str) -> None:
+    """Write `data` to `path` and flush it to disk."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Move the folder `source` to `target`, replacing what was there (the old one is renamed away first)."""
+    old: Path | None = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
+        os.replace(target, old)
+    os.replace(source, target)
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+class Snippets:
+    """Snippets for one query: finds the words of a page that analyze to the query's terms and cuts a window
+    of about `SNIPPET_CHARS` around their densest cluster; built once per query, shared by its hits."""
+
+    def __init__(self, terms: Iterable[str], query: str = "") -> None:
+        self.terms = set(terms)
+        self._needles = self._make_needles(query) if self.terms else []
+
+    def __call__(self, text: str, length: int | None = None) -> str:
+        """The snippet of `text`, the first `length` characters of a page or (default) all of it.
+
+        Cut at word boundaries, whitespace collapsed, "..." where the page was cut; the start of the page when
+        no term occurs in `text`. Deterministic: a function of the page text, the terms and the query only.
+        """
+        full = len(text) if length is None else max(length, len(text))
+        matches = self.matches(text)
+        if matches:
+            first, last = _densest(matches)
+            start = max(0, min((first + last) // 2 - SNIPPET_CHARS // 2, len(text) - SNIPPET_CHARS))
+            start, end = _word_bounds(text, full, start, min(len(text), start + SNIPPET_CHARS), first, last)
+        else:
+            start, end = _word_bounds(text, full, 0, min(len(text), SNIPPET_CHARS), 0, 0)
+        body = " ".join(text[start:end].split())
+        if not body:
+            return ""
+        return ("..." if start > 0 else "") + body + ("..." if end < full else "")
+
+    def matches(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, term) of words in `text` that analyze to one of the terms, in text order.
+
+        Words are found by their lower-case prefixes; when that finds none in a non-ASCII text, every word with
+        a non-ASCII letter is tried too, so "zurich" finds "Zürich" (ASCII folding makes them one term).
+        """
+        found = self._prefix_matches(text)
+        if not found and not text.isascii():
+            found = self._accented_matches(text)
+        return sorted(found)
+
+    def _prefix_matches(self, text: str) -> set[tuple[int, int, str]]:
+        """Matches of the words that start with a needle."""
+        lowered = text.lower()
+        if len(lowered) != len(text):
+            lowered = "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
+        found: set[tuple[int, int, str]] = set()
+        for needle in self._needles:
+            position = lowered.find(needle)
+            while position >= 0:
+                if position == 0 or not lowered[position - 1].isalnum():
+                    end = _WORD_TAIL.match(lowered, position).end()  # type: ignore[union-attr]
+                    term = self._term(lowered[position:end])
+                    if term is not None:
+                        found.add((position, end, term))
+                position = lowered.find(needle, position + 1)
+        return found
+
+    def _accented_matches(self, text: str) -> set[tuple[int, int, str]]:
+        """Matches among the words holding a non-ASCII letter."""
+        found: set[tuple[int, int, str]] = set()
+        end = 0
+        for letter in _NON_ASCII_ALNUM.finditer(text):
+            start = letter.start()
+            if start < end:
+                continue
+            while start > 0 and text[start - 1].isalnum():
+                start -= 1
+            end = _WORD_TAIL.match(text, letter.start()).end()  # type: ignore[union-attr]
+            term = self._term(text[start:end])
+            if term is not None:
+                found.add((start, end, term))
+        return found
+
+    def _term(self, word: str) -> str | None:
+        """The query term `word` analyzes to, if any."""
+        for term in _word_terms(word):
+            if term in self.terms:
+                return term
+        return None
+
+    def _make_needles(self, query: str) -> list[str]:
+        """Lower-case prefixes to look for: each term (a trailing 'i' dropped, as in citi <- city) and each
+        query word that analyzes to a term (dying -> die); one that extends another is left out."""
+        candidates = {term[:-1] if term.endswith("i") and len(term) > 2 else term for term in self.terms}
+        for word in set(_ALNUM.findall(query[:MAX_QUERY_CHARS].lower())):
+            if self._term(word) is not None:
+                candidates.add(word)
+        needles: list[str] = []
+        for candidate in sorted(candidates):
+            if candidate and not (needles and candidate.startswith(needles[-1])):
+                needles.append(candidate)
+        return needles
+
+
+def _densest(matches: list[tuple[int, int, str]]) -> tuple[int, int]:
+    """Start and end of the run of matches fitting in `SNIPPET_CHARS` with the most distinct terms, then the
+    most matches, then the earliest."""
+    best = (0, 0, 0)
+    best_span = (matches[0][0], matches[0][1])
+    counts: dict[str, int] = {}
+    left = 0
+    for right, (_, end, term) in enumerate(matches):
+        counts[term] = counts.get(term, 0) + 1
+        while end - matches[left][0] > SNIPPET_CHARS and left < right:
+            left_term = matches[left][2]
+            counts[left_term] -= 1
+            if not counts[left_term]:
+                del counts[left_term]
+            left += 1
+        key = (len(counts), right - left + 1, -matches[left][0])
+        if key > best:
+            best = key
+            best_span = (matches[left][0], end)
+    return best_span
+
+
+def _word_bounds(text: str, full: int, start: int, end: int, keep_from: int, keep_to: int) -> tuple[int, int]:
+    """Move `start` forward and `end` back to whitespace so no word is cut, never into [keep_from, keep_to);
+    `full` is the page length (`text` may be its first part only)."""
+    if start > 0 and not text[start - 1].isspace():
+        space = _find_space(text, start, min(keep_from, end))
+        if space >= 0:
+            start = space + 1
+    if end < full and (end == len(text) or not text[end].isspace()):
+        space = _rfind_space(text, max(keep_to, start), end)
+        if space >= 0:
+            end = space
+    return start, end
+
+
+def _find_space(text: str, start: int, stop: int) -> int:
+    """Index of the first whitespace character in text[start:stop], or -1."""
+    found = _SPACE.search(text, start, stop)
+    return found.start() if found else -1
+
+
+def _rfind_space(text: str, start: int, stop: int) -> int:
+    """Index of the last space, newline or tab in text[start:stop], or -1."""
+    return max(text.rfind(" ", start, stop), text.rfind("\n", start, stop), text.rfind("\t", start, stop))
+
+
+def _snapshot_pages(db_path: Path) -> Iterator[tuple[str, str, str]]:
+    """(url, title, text) of every page in the snapshot database, in URL order, read-only."""
+    conn = sqlite3.connect(f"file:{db_path.resolve()}?mode=ro", uri=True)
+    try:
+        yield from conn.execute("SELECT url, title, text FROM pages WHERE status < 400 ORDER BY url")
+    finally:
+        conn.close()
+
+
+def build_index_from_snapshot(snapshot_dir: Path) -> SnapshotIndex:
+    """Build `<snapshot_dir>/index/` from the snapshot's pages (HTTP status below 400) and return it opened."""
+    from miroenv.web.snapshot import DATABASE_FILE
+
+    snapshot_dir = Path(snapshot_dir)
+    db_path = snapshot_dir / DATABASE_FILE
+    if not db_path.is_file():
+        raise SnapshotIndexError(f"{db_path}: no snapshot database to index")
+    return SnapshotIndex.build(snapshot_dir / INDEX_DIR, _snapshot_pages(db_path))
