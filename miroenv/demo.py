@@ -1,6 +1,6 @@
 """The bundled demo: a small snapshot on the history of computing, four tasks, and a scripted policy.
 
-`build_demo(path)` writes `snapshots/demo/` (snapshot, `tasks.jsonl`, `actions.jsonl`); the texts below were
+`build_demo(path)` writes `snapshots/demo/` (snapshot, full-text index, `tasks.jsonl`, `actions.jsonl`); the texts below were
 written for this project. The scripted policy writes MiroThinker-style MCP XML calls, hits a repeated query,
 a page outside the snapshot and a malformed call on the way, and answers through the summary turn.
 """
@@ -14,6 +14,7 @@ from typing import Any
 from miroenv.protocol.calls import ToolCall
 from miroenv.protocol.mcp_xml import McpXmlFormat
 from miroenv.tasks import Task, save_tasks
+from miroenv.web.index import build_index_from_snapshot
 from miroenv.web.snapshot import SnapshotWriter
 
 DEMO_NAME = "demo-history-of-computing"
@@ -446,6 +447,7 @@ def build_demo(path: str | Path) -> Path:
             )
         for query, organic in SEARCHES.items():
             writer.add_search(query, organic=organic, recorded_at=CAPTURED_AT)
+    build_index_from_snapshot(path)
     save_tasks(TASKS, path / "tasks.jsonl")
     with (path / "actions.jsonl").open("w", encoding="utf-8") as handle:
         for task in TASKS:

@@ -96,3 +96,32 @@ def test_snapshot_info_verifies_hash(demo_dir: Path) -> None:
     assert "content hash verified" in result.output
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     assert manifest["counts"]["pages"] == 12
+
+
+def test_snapshot_search_uses_the_tool_path(demo_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["snapshot", "search", str(demo_dir), "Turing Award first recipient", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert [item["link"] for item in payload["organic"]][:1] == ["https://en.wikipedia.org/wiki/Turing_Award"]
+    assert all("huggingface.co" not in item["link"] for item in payload["organic"])
+    result = runner.invoke(
+        app, ["snapshot", "search", str(demo_dir), "who designed ENIAC", "--num", "2", "--json"]
+    )
+    organic = json.loads(result.output)["organic"]
+    assert len(organic) == 2 and organic[0]["link"] == "https://en.wikipedia.org/wiki/ENIAC"
+    table = runner.invoke(app, ["snapshot", "search", str(demo_dir), "who designed ENIAC"])
+    assert table.exit_code == 0 and "(index)" in table.output
+
+
+def test_snapshot_get_resolves_spellings_and_reports_misses(demo_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["snapshot", "get", str(demo_dir), "http://en.wikipedia.org/wiki/ENIAC/", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["url"] == "https://en.wikipedia.org/wiki/ENIAC" and "15 February 1946" in record["text"]
+    miss = runner.invoke(app, ["snapshot", "get", str(demo_dir), "https://en.wikipedia.org/wiki/ENIA"])
+    assert miss.exit_code == 1
+    assert "closest URL" in " ".join(miss.output.split()) and "wiki/ENIAC" in miss.output

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from miroenv.cli.app import console, snapshot_app
 from miroenv.demo import build_demo
+from miroenv.tools.standalone import run_tool_once
+from miroenv.web.base import NotInSnapshotError, SearchRequest
 from miroenv.web.snapshot import Snapshot, SnapshotError
 
 
@@ -33,3 +37,68 @@ def snapshot_build_demo(
     """(Re)write the bundled demo snapshot, tasks and actions."""
     build_demo(path)
     console.print(f"demo snapshot written to {path}")
+
+
+def _open(path: Path) -> Snapshot:
+    try:
+        return Snapshot(path)
+    except SnapshotError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+
+@snapshot_app.command("search")
+def snapshot_search(
+    path: Annotated[Path, typer.Argument(help="Snapshot directory.")],
+    query: Annotated[str, typer.Argument(help="The query, as an agent would write it.")],
+    num: Annotated[int, typer.Option(help="Results per page.")] = 10,
+    page: Annotated[int, typer.Option(help="Result page (1-based).")] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the tool's JSON result as the agent sees it.")
+    ] = False,
+) -> None:
+    """Search a snapshot exactly as the `google_search` tool does (recorded query, else the index)."""
+    snap = _open(path)
+    outcome = run_tool_once(snap, "google_search", {"q": query, "num": num, "page": page})
+    if as_json or outcome.error_kind is not None:
+        typer.echo(outcome.text)
+        raise typer.Exit(0 if outcome.error_kind is None else 1)
+    payload = json.loads(outcome.text)
+    table = Table(title=f"{escape(query)} ({snap.search(SearchRequest(q=query, num=num, page=page)).source})")
+    for column in ("#", "title", "link", "snippet"):
+        table.add_column(column, overflow="fold")
+    for item in payload["organic"]:
+        table.add_row(
+            str(item.get("position", "")),
+            escape(item.get("title", "")),
+            escape(item.get("link", "")),
+            escape(item.get("snippet", "")),
+        )
+    console.print(table)
+
+
+@snapshot_app.command("get")
+def snapshot_get(
+    path: Annotated[Path, typer.Argument(help="Snapshot directory.")],
+    url: Annotated[str, typer.Argument(help="The URL, in any common spelling.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the page record as JSON (without the raw body).")
+    ] = False,
+) -> None:
+    """Show a page as the page tools read it (same URL matching, same stored text)."""
+    snap = _open(path)
+    try:
+        page = snap.page(url)
+    except NotInSnapshotError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from exc
+    if as_json:
+        record = page.model_dump(exclude={"body"})
+        record["body_bytes"] = len(page.body) if page.body is not None else None
+        typer.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"[bold]{escape(page.title)}[/]\n{escape(page.final_url)} (status {page.status}, "
+        f"extracted by {escape(page.extractor)}, captured {page.captured_at})\n"
+    )
+    console.print(escape(page.text))
