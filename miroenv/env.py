@@ -27,6 +27,7 @@ from miroenv.tools.base import EpisodeContext
 from miroenv.tools.profiles import get_profile
 from miroenv.tools.runner import CallOutcome, problem_outcome, run_call
 from miroenv.web.base import Web
+from miroenv.web.llm_extract import LLMExtractor
 from miroenv.web.snapshot import Snapshot
 
 Phase = Literal["act", "summary", "done"]
@@ -99,6 +100,8 @@ class ResearchEnv(gym.Env[str, Any]):
         token_counter: counts tokens for the context budget (default: ~4 bytes per token).
         clock: the time source for durations and the wall-clock budget; time is the env's only
             non-deterministic input, so pass a fake clock where `info` must be reproducible.
+        llm_extractor: answer `scrape_and_extract_info` with an LLM (recorded answers are replayed first)
+            instead of the deterministic passage extractor.
     """
 
     metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 - gymnasium declares it as an instance attribute
@@ -113,6 +116,7 @@ class ResearchEnv(gym.Env[str, Any]):
         config: EnvConfig | None = None,
         token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        llm_extractor: LLMExtractor | None = None,
         render_mode: str | None = None,
         **overrides: Any,
     ) -> None:
@@ -120,7 +124,7 @@ class ResearchEnv(gym.Env[str, Any]):
             (config or EnvConfig()).model_copy(update=overrides) if overrides else (config or EnvConfig())
         )
         EnvConfig.model_validate(self.config.model_dump())
-        self.profile = get_profile(self.config.profile)
+        self.profile = get_profile(self.config.profile, llm_extractor=llm_extractor)
         self.format = get_format(self.config.tool_format or self.profile.tool_format)
         self.keep_tool_results = (
             self.config.keep_tool_results

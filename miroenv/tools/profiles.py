@@ -24,6 +24,7 @@ from miroenv.tools.python import (
 from miroenv.tools.runner import ToolRouter
 from miroenv.tools.scrape import Scrape, ScrapeAndExtractInfo
 from miroenv.tools.search import GoogleSearch
+from miroenv.web.llm_extract import LLMExtractor
 
 MIROTHINKER_TASK_SUFFIX = "\nYou should follow the format instruction in the request strictly and wrap the final answer in \\boxed{}."
 
@@ -69,7 +70,7 @@ class ToolProfile:
         return render_summary_prompt(task.question)
 
 
-def mirothinker_v1(keep_tool_results: int = 5) -> ToolProfile:
+def mirothinker_v1(keep_tool_results: int = 5, llm_extractor: LLMExtractor | None = None) -> ToolProfile:
     """MiroThinker v1.0: its three MCP servers (in its prompt order), MCP XML calls, keep-5 context, summary."""
     return ToolProfile(
         name="mirothinker_v1",
@@ -86,7 +87,7 @@ def mirothinker_v1(keep_tool_results: int = 5) -> ToolProfile:
                 ),
             ),
             ToolServer("search_and_scrape_webpage", (GoogleSearch(reject_repeats=True),)),
-            ToolServer("jina_scrape_llm_summary", (ScrapeAndExtractInfo(),)),
+            ToolServer("jina_scrape_llm_summary", (ScrapeAndExtractInfo(llm_extractor=llm_extractor),)),
         ),
         tool_format="mcp_xml",
         summary_turn=True,
@@ -96,12 +97,19 @@ def mirothinker_v1(keep_tool_results: int = 5) -> ToolProfile:
     )
 
 
-def minimal() -> ToolProfile:
+def minimal(llm_extractor: LLMExtractor | None = None) -> ToolProfile:
     """A small surface for function-calling models: search, page reading and Python, Hermes-style calls."""
     return ToolProfile(
         name="minimal",
         servers=(
-            ToolServer("web", (GoogleSearch(reject_repeats=False), Scrape(), ScrapeAndExtractInfo())),
+            ToolServer(
+                "web",
+                (
+                    GoogleSearch(reject_repeats=False),
+                    Scrape(),
+                    ScrapeAndExtractInfo(llm_extractor=llm_extractor),
+                ),
+            ),
             ToolServer("python", (CreateSandbox(), RunPythonCode(), RunCommand())),
         ),
         tool_format="hermes",
@@ -110,14 +118,15 @@ def minimal() -> ToolProfile:
     )
 
 
-PROFILES: dict[str, Callable[[], ToolProfile]] = {"mirothinker_v1": mirothinker_v1, "minimal": minimal}
+PROFILES: dict[str, Callable[..., ToolProfile]] = {"mirothinker_v1": mirothinker_v1, "minimal": minimal}
 
 
-def get_profile(name: str) -> ToolProfile:
-    """A fresh profile by name; `ValueError` lists the known names."""
+def get_profile(name: str, *, llm_extractor: LLMExtractor | None = None) -> ToolProfile:
+    """A fresh profile by name (optionally with an LLM extractor for page reading); `ValueError` lists names."""
     try:
-        return PROFILES[name]()
+        factory = PROFILES[name]
     except KeyError:
         raise ValueError(
             f"unknown tool profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}"
         ) from None
+    return factory(llm_extractor=llm_extractor)

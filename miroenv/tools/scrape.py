@@ -6,9 +6,10 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, WithJsonSchema
 
-from miroenv.tools.base import EpisodeContext, Tool, ToolArguments, ToolFailure
+from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure
 from miroenv.tools.search import dump_tool_json, is_blocked_link
 from miroenv.web.base import NotInSnapshotError, Page
+from miroenv.web.llm_extract import ExtractorError, LLMExtractor
 from miroenv.web.passages import best_passages
 
 SCRAPE_AND_EXTRACT_DESCRIPTION = """
@@ -80,8 +81,9 @@ class ScrapeAndExtractInfo(Tool[ScrapeAndExtractInfoArgs]):
     description = SCRAPE_AND_EXTRACT_DESCRIPTION
     arguments_model = ScrapeAndExtractInfoArgs
 
-    def __init__(self, max_extract_chars: int = 4000) -> None:
+    def __init__(self, max_extract_chars: int = 4000, llm_extractor: LLMExtractor | None = None) -> None:
         self.max_extract_chars = max_extract_chars
+        self.llm_extractor = llm_extractor
 
     def run(self, args: ScrapeAndExtractInfoArgs, ctx: EpisodeContext) -> str:
         url = args.url.strip()
@@ -95,12 +97,18 @@ class ScrapeAndExtractInfo(Tool[ScrapeAndExtractInfoArgs]):
             raise ToolFailure(_failure(url, f"Scraping failed: {exc}")) from exc
         content = page.text
         shown = content[:MAX_SCRAPE_CHARS]
-        passages = best_passages(shown, args.info_to_extract, max_chars=self.max_extract_chars)
+        if self.llm_extractor is None:
+            extracted = "\n\n".join(
+                best_passages(shown, args.info_to_extract, max_chars=self.max_extract_chars)
+            )
+            model, tokens = DETERMINISTIC_EXTRACTOR, 0
+        else:
+            extracted, model, tokens = self._llm_extract(ctx, url, page, shown, args.info_to_extract)
         return dump_tool_json(
             {
                 "success": True,
                 "url": url,
-                "extracted_info": "\n\n".join(passages),
+                "extracted_info": extracted,
                 "error": "",
                 "scrape_stats": {
                     "line_count": content.count("\n") + 1,
@@ -108,10 +116,23 @@ class ScrapeAndExtractInfo(Tool[ScrapeAndExtractInfoArgs]):
                     "last_char_line": shown.count("\n") + 1,
                     "all_content_displayed": len(content) <= MAX_SCRAPE_CHARS,
                 },
-                "model_used": DETERMINISTIC_EXTRACTOR,
-                "tokens_used": 0,
+                "model_used": model,
+                "tokens_used": tokens,
             }
         )
+
+    def _llm_extract(
+        self, ctx: EpisodeContext, url: str, page: Page, content: str, info: str
+    ) -> tuple[str, str, int]:
+        """A recorded extraction from the snapshot, else the extractor's (cached or live) answer."""
+        assert self.llm_extractor is not None
+        recorded = ctx.web.extraction(page.url, info, self.llm_extractor.model)
+        if recorded is None:
+            try:
+                recorded = self.llm_extractor.extract(page.url, content, info)
+            except ExtractorError as exc:
+                raise InfraFailure(_failure(url, f"Jina Scrape and Extract Info: {exc}")) from exc
+        return recorded.text, recorded.model, recorded.tokens
 
 
 class ScrapeArgs(ToolArguments):

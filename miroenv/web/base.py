@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from miroenv.web.urls import match_key
 
 
 def normalize_query(query: str) -> str:
@@ -89,6 +92,29 @@ class FileEntry(BaseModel):
     captured_at: str | None = None
 
 
+def extraction_key(url: str, info: str, model: str) -> str:
+    """The key of a recorded extraction: the page's match key, the question and the model, hashed."""
+    raw = json.dumps([match_key(url), info, model], ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class ExtractionRecord(BaseModel):
+    """An LLM extractor's answer for one page and one `info_to_extract`, recorded for deterministic replay."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    info: str
+    model: str
+    text: str
+    tokens: int = 0
+    recorded_at: str | None = None
+
+    def key(self) -> str:
+        """The record's lookup key."""
+        return extraction_key(self.url, self.info, self.model)
+
+
 class NotInSnapshotError(LookupError):
     """A URL the snapshot does not hold; the message is shown to the model."""
 
@@ -131,6 +157,10 @@ class Web(ABC):
     @abstractmethod
     def file(self, url: str) -> FileEntry:
         """The file at `url`, or `NotInSnapshotError`."""
+
+    def extraction(self, url: str, info: str, model: str) -> ExtractionRecord | None:
+        """A recorded LLM extraction (default: this web records none)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release any handles (default: nothing to release)."""

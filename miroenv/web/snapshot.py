@@ -29,12 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from miroenv._version import __version__
 from miroenv.web.base import (
+    ExtractionRecord,
     FileEntry,
     NotInSnapshotError,
     Page,
     SearchRequest,
     SearchResponse,
     Web,
+    extraction_key,
 )
 from miroenv.web.index import SnapshotIndex
 from miroenv.web.urls import canonical_url, host_of, match_key
@@ -46,6 +48,8 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 DATABASE_FILE = "snapshot.sqlite"
 INDEX_DIR = "index"
+CONTENT_TABLES = ("pages", "searches", "files", "aliases", "extractions")
+"""Tables whose rows are the snapshot's content (counted in the manifest and covered by the content hash)."""
 LOCK_FILE = ".snapshot.lock"
 """Guards manifest rewrites across processes; removed by the writer that closes last."""
 BUSY_TIMEOUT_S = 60.0
@@ -80,6 +84,15 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS aliases (
     url TEXT PRIMARY KEY,
     target TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS extractions (
+    key TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    info TEXT NOT NULL,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    recorded_at TEXT
 );
 CREATE TABLE IF NOT EXISTS url_keys (
     key TEXT NOT NULL,
@@ -203,6 +216,22 @@ class Snapshot(Web):
             payload={"searchParameters": _search_parameters(request), "organic": organic}, source="index"
         )
 
+    def extraction(self, url: str, info: str, model: str) -> ExtractionRecord | None:
+        """A recorded LLM extraction for this page, question and model, if the snapshot holds one."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT url, info, model, text, tokens, recorded_at FROM extractions WHERE key = ?",
+                (extraction_key(url, info, model),),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return ExtractionRecord(
+            url=row[0], info=row[1], model=row[2], text=row[3], tokens=row[4], recorded_at=row[5]
+        )
+
     def index(self) -> SnapshotIndex | None:
         """The snapshot's full-text index (`<dir>/index/`), opened once; None when it has none."""
         if self._index is None and (self.path / INDEX_DIR).is_dir():
@@ -318,6 +347,7 @@ def compute_content_hash(conn: sqlite3.Connection) -> str:
         ("searches", "SELECT key, query, params, response FROM searches ORDER BY key"),
         ("files", "SELECT url, content_type, data FROM files ORDER BY url"),
         ("aliases", "SELECT url, target FROM aliases ORDER BY url"),
+        ("extractions", "SELECT key, url, info, model, text, tokens FROM extractions ORDER BY key"),
     )
     for table, query in queries:
         digest.update(f"\x00table:{table}\x00".encode())
@@ -456,6 +486,22 @@ class SnapshotWriter:
             + [("INSERT OR IGNORE INTO url_keys (key, url) VALUES (?, ?)", key) for key in sorted(keys)]
         )
 
+    def add_extraction(self, record: ExtractionRecord) -> None:
+        """Record an LLM extractor's answer so replays return it without the endpoint."""
+        self._execute(
+            "INSERT OR REPLACE INTO extractions (key, url, info, model, text, tokens, recorded_at) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (
+                record.key(),
+                record.url,
+                record.info,
+                record.model,
+                record.text,
+                record.tokens,
+                record.recorded_at or _now(),
+            ),
+        )
+
     def add_alias(self, url: str, target: str) -> None:
         """Make `url` (a redirect source, another spelling) lead to the page stored at `target`."""
         self._execute_many(
@@ -536,7 +582,7 @@ class SnapshotWriter:
         with self._lock:
             return {
                 table: int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-                for table in ("pages", "searches", "files", "aliases")
+                for table in CONTENT_TABLES
             }
 
     def _write_manifest(self) -> None:
@@ -572,7 +618,7 @@ class SnapshotWriter:
                 self.manifest.content_hash = compute_content_hash(self._conn)
                 self.manifest.counts = {
                     table: int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-                    for table in ("pages", "searches", "files", "aliases")
+                    for table in CONTENT_TABLES
                 }
             finally:
                 self._conn.execute("COMMIT")

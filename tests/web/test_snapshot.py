@@ -59,7 +59,7 @@ def test_round_trip_pages_searches_files(tmp_path: Path) -> None:
 
 def test_manifest_counts_and_hash(tmp_path: Path) -> None:
     snap = Snapshot(make_snapshot(tmp_path / "s"))
-    assert snap.manifest.counts == {"pages": 2, "searches": 1, "files": 1, "aliases": 0}
+    assert snap.manifest.counts == {"pages": 2, "searches": 1, "files": 1, "aliases": 0, "extractions": 0}
     assert snap.manifest.capture_date == "2024-05-01"
     assert snap.verify() == snap.content_hash
     assert snap.content_hash.startswith("sha256:")
