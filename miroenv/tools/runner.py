@@ -100,8 +100,24 @@ def run_call(
     max_chars: int,
     clock: Callable[[], float] = time.perf_counter,
 ) -> CallOutcome:
-    """Execute `call`; every failure becomes an outcome with an error kind, never an exception."""
+    """Execute `call`; every failure becomes an outcome with an error kind, never an exception.
+
+    A result recorded in the snapshot for exactly this call (an imported agent log) is returned verbatim,
+    uncut, so the replay sees the bytes the original agent saw.
+    """
     start = clock()
+    recorded = ctx.web.tool_result(call.server, call.name, call.arguments)
+    if recorded is not None:
+        return CallOutcome(
+            server=call.server,
+            tool=call.name,
+            arguments=dict(call.arguments),
+            call_id=call.call_id,
+            text=recorded.result,
+            error_kind=recorded.error_kind,
+            error=recorded.result if recorded.error_kind else None,
+            duration_s=clock() - start,
+        )
     server = call.server
     error_kind: ErrorKind | None = None
     error: str | None = None

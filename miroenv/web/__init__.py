@@ -6,6 +6,7 @@ from miroenv.web.base import (
     Page,
     SearchRequest,
     SearchResponse,
+    ToolResultRecord,
     Web,
     normalize_query,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "SnapshotError",
     "SnapshotManifest",
     "SnapshotWriter",
+    "ToolResultRecord",
     "Web",
     "normalize_query",
 ]

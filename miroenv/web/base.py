@@ -6,6 +6,7 @@ import hashlib
 import json
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,6 +99,31 @@ def extraction_key(url: str, info: str, model: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+def tool_call_key(server: str | None, tool: str, arguments: Mapping[str, Any]) -> str:
+    """The key of a recorded tool result: server, tool and arguments (canonical JSON), hashed."""
+    raw = json.dumps(
+        [server or "", tool, arguments], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class ToolResultRecord(BaseModel):
+    """A tool's result text exactly as a recorded run received it (imported agent logs replay from these)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server: str | None
+    tool: str
+    arguments: dict[str, Any]
+    result: str
+    error_kind: Literal["tool", "infra"] | None = None
+    recorded_at: str | None = None
+
+    def key(self) -> str:
+        """The record's lookup key."""
+        return tool_call_key(self.server, self.tool, self.arguments)
+
+
 class ExtractionRecord(BaseModel):
     """An LLM extractor's answer for one page and one `info_to_extract`, recorded for deterministic replay."""
 
@@ -160,6 +186,12 @@ class Web(ABC):
 
     def extraction(self, url: str, info: str, model: str) -> ExtractionRecord | None:
         """A recorded LLM extraction (default: this web records none)."""
+        return None
+
+    def tool_result(
+        self, server: str | None, tool: str, arguments: Mapping[str, Any]
+    ) -> ToolResultRecord | None:
+        """A recorded result for exactly this call (default: this web records none)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

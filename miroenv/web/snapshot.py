@@ -35,8 +35,10 @@ from miroenv.web.base import (
     Page,
     SearchRequest,
     SearchResponse,
+    ToolResultRecord,
     Web,
     extraction_key,
+    tool_call_key,
 )
 from miroenv.web.index import SnapshotIndex
 from miroenv.web.urls import canonical_url, host_of, match_key
@@ -48,7 +50,7 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 DATABASE_FILE = "snapshot.sqlite"
 INDEX_DIR = "index"
-CONTENT_TABLES = ("pages", "searches", "files", "aliases", "extractions")
+CONTENT_TABLES = ("pages", "searches", "files", "aliases", "extractions", "tool_results")
 """Tables whose rows are the snapshot's content (counted in the manifest and covered by the content hash)."""
 LOCK_FILE = ".snapshot.lock"
 """Guards manifest rewrites across processes; removed by the writer that closes last."""
@@ -92,6 +94,15 @@ CREATE TABLE IF NOT EXISTS extractions (
     model TEXT NOT NULL,
     text TEXT NOT NULL,
     tokens INTEGER NOT NULL,
+    recorded_at TEXT
+);
+CREATE TABLE IF NOT EXISTS tool_results (
+    key TEXT PRIMARY KEY,
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    result TEXT NOT NULL,
+    error_kind TEXT,
     recorded_at TEXT
 );
 CREATE TABLE IF NOT EXISTS url_keys (
@@ -166,6 +177,7 @@ class Snapshot(Web):
             )
         self._db_uri = f"file:{db_path.resolve()}?mode=ro"
         self._index: SnapshotIndex | None = None
+
         self._index_lock = threading.Lock()
         self._local = threading.local()
         self._connect()
@@ -230,6 +242,29 @@ class Snapshot(Web):
             return None
         return ExtractionRecord(
             url=row[0], info=row[1], model=row[2], text=row[3], tokens=row[4], recorded_at=row[5]
+        )
+
+    def tool_result(
+        self, server: str | None, tool: str, arguments: Mapping[str, Any]
+    ) -> ToolResultRecord | None:
+        """A recorded result for exactly this call, if the snapshot holds one (imported logs)."""
+        row = (
+            self._connect()
+            .execute(
+                "SELECT server, tool, arguments, result, error_kind, recorded_at FROM tool_results WHERE key = ?",
+                (tool_call_key(server, tool, arguments),),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return ToolResultRecord(
+            server=row[0] or None,
+            tool=row[1],
+            arguments=json.loads(row[2]),
+            result=row[3],
+            error_kind=row[4],
+            recorded_at=row[5],
         )
 
     def index(self) -> SnapshotIndex | None:
@@ -348,6 +383,10 @@ def compute_content_hash(conn: sqlite3.Connection) -> str:
         ("files", "SELECT url, content_type, data FROM files ORDER BY url"),
         ("aliases", "SELECT url, target FROM aliases ORDER BY url"),
         ("extractions", "SELECT key, url, info, model, text, tokens FROM extractions ORDER BY key"),
+        (
+            "tool_results",
+            "SELECT key, server, tool, arguments, result, error_kind FROM tool_results ORDER BY key",
+        ),
     )
     for table, query in queries:
         digest.update(f"\x00table:{table}\x00".encode())
@@ -498,6 +537,22 @@ class SnapshotWriter:
                 record.model,
                 record.text,
                 record.tokens,
+                record.recorded_at or _now(),
+            ),
+        )
+
+    def add_tool_result(self, record: ToolResultRecord) -> None:
+        """Record a tool result verbatim; a later call with the same server, tool and arguments returns it."""
+        self._execute(
+            "INSERT OR REPLACE INTO tool_results (key, server, tool, arguments, result, error_kind, recorded_at) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (
+                record.key(),
+                record.server or "",
+                record.tool,
+                json.dumps(record.arguments, sort_keys=True, ensure_ascii=False),
+                record.result,
+                record.error_kind,
                 record.recorded_at or _now(),
             ),
         )

@@ -59,7 +59,14 @@ def test_round_trip_pages_searches_files(tmp_path: Path) -> None:
 
 def test_manifest_counts_and_hash(tmp_path: Path) -> None:
     snap = Snapshot(make_snapshot(tmp_path / "s"))
-    assert snap.manifest.counts == {"pages": 2, "searches": 1, "files": 1, "aliases": 0, "extractions": 0}
+    assert snap.manifest.counts == {
+        "pages": 2,
+        "searches": 1,
+        "files": 1,
+        "aliases": 0,
+        "extractions": 0,
+        "tool_results": 0,
+    }
     assert snap.manifest.capture_date == "2024-05-01"
     assert snap.verify() == snap.content_hash
     assert snap.content_hash.startswith("sha256:")
@@ -213,3 +220,26 @@ def test_miss_names_the_closest_url_on_that_host(tmp_path: Path) -> None:
     with pytest.raises(NotInSnapshotError) as caught:
         snap.page("https://other.example/a")
     assert caught.value.suggestion is None
+
+
+def test_recorded_tool_results_replay_verbatim(tmp_path: Path) -> None:
+    from miroenv.web import ToolResultRecord
+
+    path = make_snapshot(tmp_path / "s")
+    raw = '{\n  "searchParameters": {"q": "x"},\n  "organic": []\n}'
+    with SnapshotWriter(path) as writer:
+        writer.add_tool_result(
+            ToolResultRecord(server="srv", tool="google_search", arguments={"q": "x", "gl": "us"}, result=raw)
+        )
+        writer.add_tool_result(
+            ToolResultRecord(
+                server="srv", tool="scrape", arguments={"url": "u"}, result="[ERROR]: boom", error_kind="tool"
+            )
+        )
+    snap = Snapshot(path)
+    assert snap.manifest.counts["tool_results"] == 2
+    assert (
+        snap.tool_result("srv", "google_search", {"gl": "us", "q": "x"}).result == raw
+    )  # key order irrelevant
+    assert snap.tool_result("srv", "google_search", {"q": "x"}) is None
+    assert snap.tool_result("srv", "scrape", {"url": "u"}).error_kind == "tool"
