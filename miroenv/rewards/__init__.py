@@ -11,6 +11,7 @@ from miroenv.rewards.gaia import (
     scoring_mode,
     split_string,
 )
+from miroenv.rewards.judge import JudgeReward
 from miroenv.rewards.text import (
     ContainsReward,
     ExactMatchReward,
@@ -28,6 +29,7 @@ __all__ = [
     "FormatPenalty",
     "GaiaMode",
     "GaiaReward",
+    "JudgeReward",
     "Reward",
     "RewardBreakdown",
     "RewardContext",

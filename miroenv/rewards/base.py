@@ -47,13 +47,16 @@ class Reward(Protocol):
         ...
 
 
-REWARD_NAMES: tuple[str, ...] = ("contains", "em", "f1", "gaia")
+REWARD_NAMES: tuple[str, ...] = ("contains", "em", "f1", "gaia", "judge")
 """Names `get_reward` accepts."""
 
 
 def get_reward(name: str) -> Reward:
-    """Build the named reward with its defaults (names in `REWARD_NAMES`), for config files and CLIs."""
+    """Build the named reward with its defaults (names in `REWARD_NAMES`), for config files and CLIs.
+
+    `judge` reads its endpoint and model from `MIROENV_JUDGE_*` environment variables."""
     from miroenv.rewards.gaia import GaiaReward
+    from miroenv.rewards.judge import JudgeReward
     from miroenv.rewards.text import ContainsReward, ExactMatchReward, F1Reward
 
     factories: dict[str, Callable[[], Reward]] = {
@@ -61,6 +64,7 @@ def get_reward(name: str) -> Reward:
         "em": ExactMatchReward,
         "f1": F1Reward,
         "gaia": GaiaReward,
+        "judge": JudgeReward,
     }
     factory = factories.get(name)
     if factory is None:

@@ -33,7 +33,7 @@ def test_get_reward_builds_each_named_reward(name: str, cls: type) -> None:
 
 
 def test_get_reward_names_the_valid_choices() -> None:
-    with pytest.raises(ValueError, match="valid choices: contains, em, f1, gaia"):
+    with pytest.raises(ValueError, match="valid choices: contains, em, f1, gaia, judge"):
         get_reward("GAIA ")
 
 
