@@ -68,13 +68,16 @@ MAX_QUERY_TERMS = 32
 """At most this many distinct terms (first ones kept) make the query."""
 
 HEAP_BYTES = 3_000_000_000
-"""Writer memory budget: the build must fit in it to stay one segment (about 10^6 pages of a few KB)."""
+"""Writer memory budget: the build must fit in it to stay one segment (a build of 10^5 pages of 1.1 KB peaked at
+230 MB; at that rate about 10^6 such pages fit); a build that does not fit fails with `SnapshotIndexError`."""
 
 _TIE_MARGIN = 8
-_WORD_TAIL = re.compile(r"[^\W_]*")
-_ALNUM = re.compile(r"[^\W_]+")
-_SPACE = re.compile(r"\s")
-_NON_ASCII_ALNUM = re.compile(r"[^\W\x00-\x7f_]")
+_WORD_TAIL = re.compile(rb"[0-9A-Za-z\x80-\xff]*")
+_SPACE = re.compile(rb"\s")
+_NON_ASCII = re.compile(rb"[\x80-\xff]+")
+_QUERY_WORD = re.compile(r"[^\W_]+")
+_WORD_BYTE = [chr(b).isalnum() or b >= 0x80 for b in range(256)]
+"""Whether a byte of UTF-8 text can be part of a word: an ASCII letter or digit, or any non-ASCII byte."""
 
 QUERY_STOPWORDS = (
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "did", "do", "does", "for", "from", "had", "has",
@@ -117,9 +120,9 @@ _WORD_ANALYZER = _analyzer()
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def _word_terms(word: str) -> tuple[str, ...]:
-    """The index terms of `word` (memoized across queries: page words repeat, and analyzing costs ~1 µs)."""
-    return tuple(_WORD_ANALYZER.analyze(word))
+def _word_terms(word: bytes) -> tuple[str, ...]:
+    """The index terms of the UTF-8 `word` (memoized across queries: words repeat; analyzing costs ~1 µs)."""
+    return tuple(_WORD_ANALYZER.analyze(word.decode("utf-8", "replace")))
 
 
 def _schema() -> tantivy.Schema:
@@ -150,6 +153,7 @@ class SnapshotIndex:
         if self._searcher.num_segments > 1:
             raise SnapshotIndexError(f"{path}: {self._searcher.num_segments} segments; expected one")
         self._store = _PageStore(path, self._num_docs)
+        self._scan_chars = int(meta.get("snippet_scan_chars", SNIPPET_SCAN_CHARS))
         self._analyzer = _analyzer()
         self._query_analyzer = _analyzer(drop_stopwords=True)
 
@@ -164,12 +168,18 @@ class SnapshotIndex:
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".building", dir=index_dir.parent))
         try:
-            count = _write_index(tmp, docs)
+            count, segments = _write_index(tmp, docs)
+            if segments > 1:
+                raise SnapshotIndexError(
+                    f"{index_dir}: the pages did not fit in one segment ({segments} segments): the corpus needs "
+                    f"more than the {HEAP_BYTES:,}-byte writer heap (HEAP_BYTES)"
+                )
             meta = {
                 "format": INDEX_FORMAT,
                 "format_version": INDEX_FORMAT_VERSION,
                 "analyzer": ANALYZER_DESCRIPTION,
                 "documents": count,
+                "snippet_scan_chars": SNIPPET_SCAN_CHARS,
                 "tantivy": str(getattr(tantivy, "__version__", "unknown")),
             }
             _write_file(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -228,13 +238,12 @@ class SnapshotIndex:
         if not terms:
             return []
         ranked = self._ranked(self._query(terms), min(offset + limit, self._num_docs))
-        snippets = Snippets(terms, query)
+        snippets = _Snippets(terms, query)
         hits: list[IndexHit] = []
         for score, doc_id in ranked[offset : offset + limit]:
             url, title, excerpt, chars = self._store.page(doc_id)
-            hits.append(
-                IndexHit.model_construct(url=url, title=title, snippet=snippets(excerpt, chars), score=score)
-            )
+            snippet = snippets(excerpt, chars > self._scan_chars, title)
+            hits.append(IndexHit(url=url, title=title, snippet=snippet, score=score))
         return hits
 
     def query_terms(self, query: str) -> list[str]:
@@ -273,10 +282,8 @@ class SnapshotIndex:
 
     def _check_store(self, samples: int = 64) -> None:
         """Check that document ids and the page store agree (both in URL order) at evenly spaced ids."""
-        step = max(1, self._num_docs // samples)
-        for doc_id in [*range(0, self._num_docs, step), self._num_docs - 1][: samples + 1]:
-            if doc_id < 0:
-                continue
+        count = self._num_docs
+        for doc_id in sorted({*range(0, count, max(1, count // samples)), count - 1} - {-1}):
             stored = self._searcher.doc(tantivy.DocAddress(0, doc_id)).get_first("url")
             if stored != self._store.page(doc_id)[0]:
                 raise SnapshotIndexError(
@@ -291,9 +298,9 @@ class SnapshotIndex:
         self.__dict__.pop("_index", None)
 
 
-def _write_index(path: Path, docs: Iterable[tuple[str, str, str]]) -> int:
-    """Index `docs` into a new index at `path` (one writer thread, one commit, one segment) and write the page
-    store in URL order, the order of document ids; returns the number of pages."""
+def _write_index(path: Path, docs: Iterable[tuple[str, str, str]]) -> tuple[int, int]:
+    """Index `docs` into a new index at `path` (one writer thread, one commit) and write the page store in URL
+    order, the order of document ids; returns the number of pages and of segments."""
     index = tantivy.Index(_schema(), path=str(path), reuse=False, sort_by_field="url")
     index.register_tokenizer(ANALYZER, _analyzer())
     writer = index.writer(heap_size=HEAP_BYTES, num_threads=1)
@@ -319,9 +326,13 @@ def _write_index(path: Path, docs: Iterable[tuple[str, str, str]]) -> int:
             raise
         writer.commit()
         writer.wait_merging_threads()
+        index.reload()
+        segments = index.searcher().num_segments
+        if segments > 1:
+            return len(entries), segments
         entries.sort()
         _write_store(path, entries, spool)
-    return len(entries)
+    return len(entries), segments
 
 
 def _write_store(path: Path, entries: list[tuple[str, int, int, int, int]], spool: Any) -> None:
@@ -359,7 +370,7 @@ class _PageStore:
             self._offsets = _read_u64(path / OFFSETS_FILE)
             self._chars = _read_u64(path / CHARS_FILE)
             size = (path / STORE_FILE).stat().st_size
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise SnapshotIndexError(f"{path}: page store unreadable: {exc}") from exc
         if len(self._offsets) != 3 * count + 1 or len(self._chars) != count or self._offsets[-1] != size:
             raise SnapshotIndexError(f"{path}: page store does not match the index's {count} pages")
@@ -368,8 +379,8 @@ class _PageStore:
             with open(path / STORE_FILE, "rb") as handle:
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
-    def page(self, doc_id: int) -> tuple[str, str, str, int]:
-        """(url, title, text excerpt, full text length) of document `doc_id`."""
+    def page(self, doc_id: int) -> tuple[str, str, bytes, int]:
+        """(url, title, text excerpt as UTF-8, full text length in characters) of document `doc_id`."""
         assert self._map is not None
         offsets = self._offsets
         base = 3 * doc_id
@@ -379,7 +390,7 @@ class _PageStore:
         return (
             data[:url_end].decode("utf-8"),
             data[url_end:title_end].decode("utf-8"),
-            data[title_end:].decode("utf-8"),
+            data[title_end:],
             self._chars[doc_id],
         )
 
@@ -407,8 +418,17 @@ def _write_file(path: Path, data: str) -> None:
         os.fsync(handle.fileno())
 
 
+def _make_readable(folder: Path) -> None:
+    """Index files are read by other users too (a shared snapshot): temp-dir defaults are owner-only."""
+    folder.chmod(0o755)
+    for entry in folder.iterdir():
+        if entry.is_file():
+            entry.chmod(0o644)
+
+
 def _replace_dir(source: Path, target: Path) -> None:
     """Move the folder `source` to `target`, replacing what was there (the old one is renamed away first)."""
+    _make_readable(source)
     old: Path | None = None
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
@@ -427,93 +447,96 @@ def _replace_dir(source: Path, target: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-class Snippets:
+class _Snippets:
     """Snippets for one query: finds the words of a page that analyze to the query's terms and cuts a window
-    of about `SNIPPET_CHARS` around their densest cluster; built once per query, shared by its hits."""
+    of about `SNIPPET_CHARS` around their densest cluster; built once per query, shared by its hits.
+
+    Works on the page's UTF-8 bytes: lower-casing and searching bytes is several times faster than str for
+    non-ASCII text, and only the chosen window is decoded. Non-ASCII bytes count as word bytes.
+    """
 
     def __init__(self, terms: Iterable[str], query: str = "") -> None:
         self.terms = set(terms)
         self._needles = self._make_needles(query) if self.terms else []
 
-    def __call__(self, text: str, length: int | None = None) -> str:
-        """The snippet of `text`, the first `length` characters of a page or (default) all of it.
+    def __call__(self, text: bytes, cut: bool = False, title: str = "") -> str:
+        """The snippet of the page whose text (UTF-8) is `text`, or starts with `text` when `cut`.
 
         Cut at word boundaries, whitespace collapsed, "..." where the page was cut; the start of the page when
-        no term occurs in `text`. Deterministic: a function of the page text, the terms and the query only.
+        no term occurs in `text`. Deterministic: a function of the page text and title, the terms and the query.
         """
-        full = len(text) if length is None else max(length, len(text))
-        matches = self.matches(text)
+        size = len(text)
+        matches = self.matches(text, title)
         if matches:
             first, last = _densest(matches)
-            start = max(0, min((first + last) // 2 - SNIPPET_CHARS // 2, len(text) - SNIPPET_CHARS))
-            start, end = _word_bounds(text, full, start, min(len(text), start + SNIPPET_CHARS), first, last)
+            start = max(0, min((first + last) // 2 - SNIPPET_CHARS // 2, size - SNIPPET_CHARS))
+            start, end = _word_bounds(text, cut, start, min(size, start + SNIPPET_CHARS), first, last)
         else:
-            start, end = _word_bounds(text, full, 0, min(len(text), SNIPPET_CHARS), 0, 0)
-        body = " ".join(text[start:end].split())
+            start, end = _word_bounds(text, cut, 0, min(size, SNIPPET_CHARS), 0, 0)
+        body = " ".join(text[start:end].decode("utf-8", "ignore").split())
         if not body:
             return ""
-        return ("..." if start > 0 else "") + body + ("..." if end < full else "")
+        return ("..." if start > 0 else "") + body + ("..." if end < size or cut else "")
 
-    def matches(self, text: str) -> list[tuple[int, int, str]]:
-        """(start, end, term) of words in `text` that analyze to one of the terms, in text order.
+    def matches(self, text: bytes, title: str = "") -> list[tuple[int, int, str]]:
+        """(start, end, term) byte spans of words in `text` that analyze to one of the terms, in text order.
 
-        Words are found by their lower-case prefixes; when that finds none in a non-ASCII text, every word with
-        a non-ASCII letter is tried too, so "zurich" finds "Zürich" (ASCII folding makes them one term).
+        Words are found by their lower-case prefixes; when that finds none in a non-ASCII text and the title
+        does not explain the hit either, every word with a non-ASCII byte is tried too, so "zurich" finds
+        "Zürich" (ASCII folding makes them one term).
         """
         found = self._prefix_matches(text)
-        if not found and not text.isascii():
+        if not found and not text.isascii() and not self._prefix_matches(title.encode("utf-8", "replace")):
             found = self._accented_matches(text)
         return sorted(found)
 
-    def _prefix_matches(self, text: str) -> set[tuple[int, int, str]]:
-        """Matches of the words that start with a needle."""
+    def _prefix_matches(self, text: bytes) -> list[tuple[int, int, str]]:
+        """Matches of the words that start with a needle (needles never extend each other: no duplicates)."""
         lowered = text.lower()
-        if len(lowered) != len(text):
-            lowered = "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
-        found: set[tuple[int, int, str]] = set()
+        found: list[tuple[int, int, str]] = []
         for needle in self._needles:
             position = lowered.find(needle)
             while position >= 0:
-                if position == 0 or not lowered[position - 1].isalnum():
+                if position == 0 or not _WORD_BYTE[lowered[position - 1]]:
                     end = _WORD_TAIL.match(lowered, position).end()  # type: ignore[union-attr]
                     term = self._term(lowered[position:end])
                     if term is not None:
-                        found.add((position, end, term))
+                        found.append((position, end, term))
                 position = lowered.find(needle, position + 1)
         return found
 
-    def _accented_matches(self, text: str) -> set[tuple[int, int, str]]:
-        """Matches among the words holding a non-ASCII letter."""
-        found: set[tuple[int, int, str]] = set()
+    def _accented_matches(self, text: bytes) -> list[tuple[int, int, str]]:
+        """Matches among the words holding a non-ASCII byte."""
+        found: list[tuple[int, int, str]] = []
         end = 0
-        for letter in _NON_ASCII_ALNUM.finditer(text):
-            start = letter.start()
+        for run in _NON_ASCII.finditer(text):
+            start = run.start()
             if start < end:
                 continue
-            while start > 0 and text[start - 1].isalnum():
+            while start > 0 and _WORD_BYTE[text[start - 1]]:
                 start -= 1
-            end = _WORD_TAIL.match(text, letter.start()).end()  # type: ignore[union-attr]
+            end = _WORD_TAIL.match(text, run.start()).end()  # type: ignore[union-attr]
             term = self._term(text[start:end])
             if term is not None:
-                found.add((start, end, term))
+                found.append((start, end, term))
         return found
 
-    def _term(self, word: str) -> str | None:
-        """The query term `word` analyzes to, if any."""
+    def _term(self, word: bytes) -> str | None:
+        """The query term the UTF-8 `word` analyzes to, if any."""
         for term in _word_terms(word):
             if term in self.terms:
                 return term
         return None
 
-    def _make_needles(self, query: str) -> list[str]:
-        """Lower-case prefixes to look for: each term (a trailing 'i' dropped, as in citi <- city) and each
-        query word that analyzes to a term (dying -> die); one that extends another is left out."""
+    def _make_needles(self, query: str) -> list[bytes]:
+        """Lower-case UTF-8 prefixes to look for: each term (a trailing 'i' dropped, as in citi <- city) and
+        each query word that analyzes to a term (dying -> die); one that extends another is left out."""
         candidates = {term[:-1] if term.endswith("i") and len(term) > 2 else term for term in self.terms}
-        for word in set(_ALNUM.findall(query[:MAX_QUERY_CHARS].lower())):
-            if self._term(word) is not None:
+        for word in set(_QUERY_WORD.findall(query[:MAX_QUERY_CHARS].lower())):
+            if self._term(word.encode("utf-8", "replace")) is not None:
                 candidates.add(word)
-        needles: list[str] = []
-        for candidate in sorted(candidates):
+        needles: list[bytes] = []
+        for candidate in sorted(candidate.encode("utf-8", "replace") for candidate in candidates):
             if candidate and not (needles and candidate.startswith(needles[-1])):
                 needles.append(candidate)
         return needles
@@ -541,29 +564,20 @@ def _densest(matches: list[tuple[int, int, str]]) -> tuple[int, int]:
     return best_span
 
 
-def _word_bounds(text: str, full: int, start: int, end: int, keep_from: int, keep_to: int) -> tuple[int, int]:
+def _word_bounds(
+    text: bytes, cut: bool, start: int, end: int, keep_from: int, keep_to: int
+) -> tuple[int, int]:
     """Move `start` forward and `end` back to whitespace so no word is cut, never into [keep_from, keep_to);
-    `full` is the page length (`text` may be its first part only)."""
-    if start > 0 and not text[start - 1].isspace():
-        space = _find_space(text, start, min(keep_from, end))
-        if space >= 0:
-            start = space + 1
-    if end < full and (end == len(text) or not text[end].isspace()):
-        space = _rfind_space(text, max(keep_to, start), end)
-        if space >= 0:
-            end = space
+    `cut` says the page goes on after `text`."""
+    if start > 0 and not text[start - 1 : start].isspace():
+        space = _SPACE.search(text, start, min(keep_from, end))
+        if space is not None:
+            start = space.end()
+    if (end < len(text) and not text[end : end + 1].isspace()) or (end == len(text) and cut):
+        space_at = max(text.rfind(byte, max(keep_to, start), end) for byte in (b" ", b"\n", b"\t", b"\r"))
+        if space_at >= 0:
+            end = space_at
     return start, end
-
-
-def _find_space(text: str, start: int, stop: int) -> int:
-    """Index of the first whitespace character in text[start:stop], or -1."""
-    found = _SPACE.search(text, start, stop)
-    return found.start() if found else -1
-
-
-def _rfind_space(text: str, start: int, stop: int) -> int:
-    """Index of the last space, newline or tab in text[start:stop], or -1."""
-    return max(text.rfind(" ", start, stop), text.rfind("\n", start, stop), text.rfind("\t", start, stop))
 
 
 def _snapshot_pages(db_path: Path) -> Iterator[tuple[str, str, str]]:

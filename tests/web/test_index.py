@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from miroenv.web import SnapshotWriter
+from miroenv.web import index as index_module
 from miroenv.web.index import (
     INDEX_DIR,
     SCORE_DIGITS,
@@ -233,6 +234,16 @@ def test_failed_build_keeps_old_index(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["index"]
 
 
+def test_build_that_needs_two_segments_fails_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "HEAP_BYTES", 15_000_000)  # tantivy's minimum
+    rng = random.Random(0)
+    words = " ".join(f"w{rng.randrange(60_000)}" for _ in range(100_000))
+    pages = [(f"https://x.org/{i}", "t", words[i * 1000 : i * 1000 + 2000]) for i in range(300)]
+    with pytest.raises(SnapshotIndexError, match="did not fit in one segment"):
+        SnapshotIndex.build(tmp_path / "index", pages)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_empty_corpus(tmp_path: Path) -> None:
     idx = SnapshotIndex.build(tmp_path / "index", [])
     assert len(idx) == 0 and idx.search("anything") == []
@@ -250,9 +261,11 @@ def test_open_errors(tmp_path: Path) -> None:
 def test_damaged_page_store_is_refused(tmp_path: Path) -> None:
     SnapshotIndex.build(tmp_path / "index", DOCS)
     chars = tmp_path / "index" / "pages.chars"
-    chars.write_bytes(chars.read_bytes()[:-8])
-    with pytest.raises(SnapshotIndexError, match="page store"):
-        SnapshotIndex.open(tmp_path / "index")
+    intact = chars.read_bytes()
+    for damaged in (intact[:-8], intact[:-3]):
+        chars.write_bytes(damaged)
+        with pytest.raises(SnapshotIndexError, match="page store"):
+            SnapshotIndex.open(tmp_path / "index")
 
 
 def test_concurrent_searches_agree(index: SnapshotIndex) -> None:
