@@ -1,8 +1,9 @@
-"""The bundled demo: a small snapshot on the history of computing, four tasks, and a scripted policy.
+"""The bundled demo: a small snapshot on the history of computing, five tasks, and a scripted policy.
 
 `build_demo(path)` writes `snapshots/demo/` (snapshot, full-text index, `tasks.jsonl`, `actions.jsonl`); the texts below were
 written for this project. The scripted policy writes MiroThinker-style MCP XML calls, hits a repeated query,
-a page outside the snapshot and a malformed call on the way, and answers through the summary turn.
+a page outside the snapshot and a malformed call on the way, computes one answer with `run_python_code` in a
+sandbox, and answers through the summary turn.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from miroenv.protocol.calls import ToolCall
 from miroenv.protocol.mcp_xml import McpXmlFormat
 from miroenv.tasks import Task, save_tasks
+from miroenv.tools.python import sandbox_public_id
 from miroenv.web.index import build_index_from_snapshot
 from miroenv.web.snapshot import SnapshotWriter
 
@@ -305,6 +307,17 @@ SEARCHES: dict[str, list[dict[str, Any]]] = {
     "Manchester Baby first program date": [
         _result(WIKI + "Manchester_Baby", "... and ran its first program on 21 June 1948."),
     ],
+    "birth years of Ada Lovelace and Alan Turing": [
+        _result(
+            WIKI + "Ada_Lovelace",
+            "Augusta Ada King, Countess of Lovelace (born Augusta Ada Byron; 10 December "
+            "1815 – 27 November 1852) ...",
+        ),
+        _result(
+            WIKI + "Alan_Turing",
+            "Alan Mathison Turing (23 June 1912 – 7 June 1954) was an English mathematician ...",
+        ),
+    ],
     "language designed 1959 influenced by FLOW-MATIC": [
         _result(WIKI + "COBOL", "COBOL was designed in 1959 by CODASYL ... based largely on FLOW-MATIC ..."),
         _result(WIKI + "Grace_Hopper", "FLOW-MATIC strongly influenced the design of COBOL."),
@@ -335,6 +348,13 @@ TASKS: list[Task] = [
             "Intelligence'?"
         ),
         answer="Alan Perlis",
+    ),
+    Task(
+        task_id="birth-years-product",
+        question=(
+            "Multiply Ada Lovelace's birth year by Alan Turing's birth year and give the product, computed exactly."
+        ),
+        answer="3470280",
     ),
     Task(
         task_id="baby-first-program",
@@ -415,6 +435,23 @@ ACTIONS: dict[str, list[str]] = {
             _scrape(WIKI + "Turing_Award", "first recipient of the Turing Award"),
         ),
         *_final("Alan Perlis", "The first Turing Award, in 1966, went to Alan Perlis."),
+    ],
+    "birth-years-product": [
+        _turn("Find both birth years first.", _search("birth years of Ada Lovelace and Alan Turing")),
+        _turn(
+            "Ada Lovelace was born in 1815 and Alan Turing in 1912. I will compute the product in Python.",
+            _call("tool-python", "create_sandbox"),
+        ),
+        _turn(
+            "Run the multiplication in the sandbox.",
+            _call(
+                "tool-python",
+                "run_python_code",
+                sandbox_id=sandbox_public_id("birth-years-product", 1),
+                code_block="ada, turing = 1815, 1912\nada * turing",
+            ),
+        ),
+        *_final("3470280", "1815 * 1912 = 3470280, as computed in the sandbox."),
     ],
     "baby-first-program": [
         _turn(

@@ -20,6 +20,7 @@ from miroenv.protocol.calls import ParsedAction, ParseProblem
 from miroenv.protocol.registry import get_format
 from miroenv.rewards.base import Reward, RewardBreakdown, RewardContext, get_reward
 from miroenv.sandbox.base import NoSandboxBackend, SandboxBackend
+from miroenv.sandbox.select import make_backend
 from miroenv.spaces import UnicodeText
 from miroenv.tasks import Task, load_tasks
 from miroenv.tokens import TokenCounter, approx_token_count
@@ -95,7 +96,8 @@ class ResearchEnv(gym.Env[str, Any]):
         snapshot: a snapshot directory (or any `Web`) the tools read.
         tasks: tasks, a tasks JSONL path, or None for the snapshot's own `tasks.jsonl`.
         reward: a reward name (`gaia`, `em`, `f1`, `contains`) or a `Reward`.
-        sandbox: the backend for the Python tools (default: none, and those tools say so).
+        sandbox: the backend for the Python tools: a `SandboxBackend`, or "auto" / "docker" / "process" /
+            "none" (default: none, and those tools say so). A backend made from a name is closed with the env.
         config: an `EnvConfig`; keyword overrides of its fields are accepted too.
         token_counter: counts tokens for the context budget (default: ~4 bytes per token).
         clock: the time source for durations and the wall-clock budget; time is the env's only
@@ -112,7 +114,7 @@ class ResearchEnv(gym.Env[str, Any]):
         tasks: Sequence[Task | Mapping[str, Any]] | str | Path | None = None,
         *,
         reward: str | Reward = "gaia",
-        sandbox: SandboxBackend | None = None,
+        sandbox: SandboxBackend | str | None = None,
         config: EnvConfig | None = None,
         token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -141,7 +143,11 @@ class ResearchEnv(gym.Env[str, Any]):
             raise ValueError("the task list is empty")
         self._tasks_by_id = {t.task_id: t for t in self.tasks}
         self.reward_fn: Reward = get_reward(reward) if isinstance(reward, str) else reward
-        self.sandboxes: SandboxBackend = sandbox or NoSandboxBackend()
+        self._owns_sandboxes = isinstance(sandbox, str)
+        if isinstance(sandbox, str):
+            self.sandboxes: SandboxBackend = make_backend(sandbox)
+        else:
+            self.sandboxes = sandbox or NoSandboxBackend()
         self.token_counter: TokenCounter = token_counter or approx_token_count
         self._clock = clock
         self._router = self.profile.router()
@@ -249,6 +255,8 @@ class ResearchEnv(gym.Env[str, Any]):
         self._end_episode()
         if self._owns_web:
             self.web.close()
+        if self._owns_sandboxes:
+            self.sandboxes.close()
         super().close()
 
     # ------------------------------------------------------------------ public helpers

@@ -40,6 +40,6 @@ def env(demo_dir: Path) -> Iterator[ResearchEnv]:
     """A MiroThinker-profile env on the demo snapshot, closed after the test."""
     from miroenv import ResearchEnv
 
-    environment = ResearchEnv(demo_dir, demo_dir / "tasks.jsonl")
+    environment = ResearchEnv(demo_dir, demo_dir / "tasks.jsonl", sandbox="auto")
     yield environment
     environment.close()

@@ -27,19 +27,26 @@ def test_demo_prints_rewards_and_writes_trajectories(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for task_id in ("ada-standard", "babbage-eniac-gap", "turing-award-first", "baby-first-program"):
+    for task_id in (
+        "ada-standard",
+        "babbage-eniac-gap",
+        "turing-award-first",
+        "birth-years-product",
+        "baby-first-program",
+    ):
         assert f"reward {task_id}: 1.00" in result.stdout
     assert "→ google_search" in result.stdout and "summary prompt sent" in result.stdout
-    assert "episode 4/4 done" in result.stdout
+    assert "episode 5/5 done" in result.stdout
+    assert "→ run_python_code" in result.stdout and "3470280" in result.stdout
     trajectories = read_trajectories(out)
-    assert len(trajectories) == 4 and all(t.complete for t in trajectories)
+    assert len(trajectories) == 5 and all(t.complete for t in trajectories)
 
 
 def test_demo_builds_its_snapshot_when_run_elsewhere(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["demo", "--quiet", "--out", "t.jsonl"])
     assert result.exit_code == 0, result.output
-    assert "mean reward 1.000 over 4 episodes" in result.output
+    assert "mean reward 1.000 over 5 episodes" in result.output
     assert "→" not in result.output
 
 
@@ -61,7 +68,7 @@ def test_run_replays_actions_against_a_snapshot(demo_dir: Path, tmp_path: Path) 
     )
     assert result.exit_code == 0, result.output
     rewards = [t.footer.reward for t in read_trajectories(out) if t.footer]
-    assert rewards == [1.0, 1.0, 1.0, 1.0]
+    assert rewards == [1.0] * 5
 
 
 def test_run_reports_bad_input_clearly(demo_dir: Path, tmp_path: Path) -> None:

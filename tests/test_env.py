@@ -103,7 +103,7 @@ def test_every_demo_task_is_solved(env: ResearchEnv, task: Task) -> None:
 def test_same_actions_give_byte_identical_observations(demo_dir: Path) -> None:
     runs = []
     for _ in range(2):
-        env = ResearchEnv(demo_dir, demo_dir / "tasks.jsonl")
+        env = ResearchEnv(demo_dir, demo_dir / "tasks.jsonl", sandbox="auto")
         observations = []
         for index, task in enumerate(TASKS):
             result = run_episode(env, ScriptedPolicy(ACTIONS[task.task_id]), task_id=task.task_id, seed=index)
@@ -218,7 +218,8 @@ def test_invalid_arguments_name_the_field(env: ResearchEnv) -> None:
     assert info["error_kinds"] == ["tool"]
 
 
-def test_python_tools_without_backend_report_infra(env: ResearchEnv) -> None:
+def test_python_tools_without_backend_report_infra(demo_dir: Path) -> None:
+    env = ResearchEnv(demo_dir, sandbox="none")
     env.reset(options={"task_id": "ada-standard"})
     obs, _, terminated, _, info = env.step(mcp(ToolCall(server="tool-python", name="create_sandbox")))
     assert info["error_kinds"] == ["infra"] and not terminated

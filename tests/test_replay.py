@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from miroenv import read_trajectories
 from miroenv.cli import app
 from miroenv.replay import replay_files
+from miroenv.sandbox import make_backend
 from miroenv.web.snapshot import Snapshot, SnapshotWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +58,11 @@ def test_demo_trajectory_replays_identically(demo_run: tuple[Path, Path]) -> Non
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["identical"] is True
-    assert report["totals"]["trajectories"] == 4
-    assert report["totals"]["identical_tool_observations"] == report["totals"]["tool_observations"] == 13
+    assert report["totals"]["trajectories"] == 5
+    assert report["totals"]["identical_tool_observations"] == report["totals"]["tool_observations"] == 16
     assert all(t["answer_match"] and t["reward_match"] for t in report["trajectories"])
     text = runner.invoke(app, ["replay", str(trajectories), "--snapshot", str(snapshot)])
-    assert text.exit_code == 0 and "4/4 trajectories identical" in text.output
+    assert text.exit_code == 0 and "5/5 trajectories identical" in text.output
 
 
 def test_changed_page_is_reported_at_the_steps_that_read_it(
@@ -80,7 +81,11 @@ def test_changed_page_is_reported_at_the_steps_that_read_it(
         if any(call["arguments"].get("url") == ENIAC for call in step.calls)
     }
     assert readers == {(2, 5)}
-    report = replay_files([trajectories], changed)
+    backend = make_backend("auto")
+    try:
+        report = replay_files([trajectories], changed, sandbox=backend)
+    finally:
+        backend.close()
     differing = {(t.position, i) for t in report.trajectories for i in t.differing_steps}
     assert differing == readers
     babbage = report.trajectories[1]
@@ -89,7 +94,7 @@ def test_changed_page_is_reported_at_the_steps_that_read_it(
     result = runner.invoke(app, ["replay", str(trajectories), "--snapshot", str(changed)])
     assert result.exit_code == 1
     assert "differs" in result.output and "differing steps: 5" in result.output
-    assert "3/4 trajectories identical" in result.output
+    assert "4/5 trajectories identical" in result.output
 
 
 def test_real_rollouts_import_and_replay_twice_the_same(shared_data: Path, tmp_path: Path) -> None:

@@ -27,8 +27,18 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return guarded
 
+    def local_or_refuse(name: str, original: Any) -> Any:
+        """Unix-domain sockets (the Docker daemon's API socket) are local IPC, not the network."""
+
+        def guarded(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+            if sock.family == socket.AF_UNIX:
+                return original(sock, *args, **kwargs)
+            return refuse(f"socket.{name}")(sock, *args, **kwargs)
+
+        return guarded
+
     for name in ("connect", "connect_ex", "sendto", "sendmsg"):
-        monkeypatch.setattr(socket.socket, name, refuse(f"socket.{name}"))
+        monkeypatch.setattr(socket.socket, name, local_or_refuse(name, getattr(socket.socket, name)))
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "create_connection"):
         monkeypatch.setattr(socket, name, refuse(name))
     return attempts
@@ -38,10 +48,12 @@ def test_guard_catches_a_connect(no_network: list[str]) -> None:
     with pytest.raises(NetworkUsed), socket.socket() as sock:
         sock.connect(("127.0.0.1", 9))
     assert no_network
+    with pytest.raises(NetworkUsed):
+        socket.getaddrinfo("example.org", 80)
 
 
 def test_demo_episodes_replay_without_network(demo_dir: Path, no_network: list[str]) -> None:
-    env = ResearchEnv(demo_dir)
+    env = ResearchEnv(demo_dir, sandbox="auto")
     rewards = [
         run_episode(env, ScriptedPolicy(actions), task_id=task_id, seed=0).reward
         for task_id, actions in ACTIONS.items()

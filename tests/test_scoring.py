@@ -42,7 +42,9 @@ def record_episodes(
     config: EnvConfig | None = None,
 ) -> Path:
     """Run scripted episodes through the real env and record them to `out` (appending)."""
-    env = RecordTrajectory(ResearchEnv(snapshot, snapshot / "tasks.jsonl", reward=reward, config=config), out)
+    env = RecordTrajectory(
+        ResearchEnv(snapshot, snapshot / "tasks.jsonl", reward=reward, config=config, sandbox="auto"), out
+    )
     try:
         for seed, (task_id, actions) in enumerate(scripts.items()):
             run_episode(env, ScriptedPolicy(list(actions)), task_id=task_id, seed=seed)
@@ -67,20 +69,21 @@ def test_demo_trajectories_rescore_to_their_stored_gaia_rewards(demo_dir: Path, 
         "ada-standard",
         "babbage-eniac-gap",
         "turing-award-first",
+        "birth-years-product",
         "baby-first-program",
     ]
     assert all(row.reproduced for row in report.rows)
-    assert report.summary.compared == report.summary.reproduced == 4
+    assert report.summary.compared == report.summary.reproduced == 5
     assert report.summary.accuracy == 1.0 and report.summary.mean_reward == 1.0
     footers = [t.footer for t in read_trajectories(out)]
     assert [row.tool_calls for row in report.rows] == [f.tool_calls for f in footers if f is not None]
-    assert report.summary.mean_tool_calls == sum(row.tool_calls for row in report.rows) / 4 == 3.25
+    assert report.summary.mean_tool_calls == sum(row.tool_calls for row in report.rows) / 5 == 3.2
     assert report.summary.errors == {"format": 1, "tool": 2, "infra": 0}
     assert report.written == []
 
     cli = runner.invoke(app, ["score", str(out), "--reward", "gaia", "--check"])
     assert cli.exit_code == 0, cli.output
-    assert "4/4 rewards reproduce the ones stored at run time" in cli.output
+    assert "5/5 rewards reproduce the ones stored at run time" in cli.output
 
 
 @pytest.mark.parametrize("reward", ["gaia", "f1", "em", "contains"])
@@ -91,13 +94,13 @@ def test_rescoring_reproduces_run_time_rewards_including_partial_ones(
     stored = [t.footer.reward for t in read_trajectories(path) if t.footer is not None]
     report = score_trajectories([path], reward)
     assert [row.reward for row in report.rows] == stored
-    assert report.summary.reproduced == report.summary.compared == 8
+    assert report.summary.reproduced == report.summary.compared == 9
     assert report.rows[-1].answer is None and report.rows[-1].reward == 0.0
     if reward == "f1":
         partial = {row.task_id: row.reward for row in report.rows[4:]}
         assert partial["ada-standard"] == pytest.approx(2 / 3)
         assert partial["turing-award-first"] == pytest.approx(2 / 3)
-        assert report.summary.accuracy == 5 / 8
+        assert report.summary.accuracy == 6 / 9
         assert 0 < report.summary.mean_reward < 1
 
 
@@ -108,7 +111,7 @@ def test_composed_reward_with_counters_is_reproduced(demo_dir: Path, tmp_path: P
     path = mixed_episodes(demo_dir, tmp_path / "weighted.jsonl", make())
     trajectories = read_trajectories(path)
     report = score_trajectories([path], make())
-    assert report.summary.reproduced == report.summary.compared == 8
+    assert report.summary.reproduced == report.summary.compared == 9
     for row, trajectory in zip(report.rows, trajectories, strict=True):
         assert trajectory.footer is not None
         assert row.components == trajectory.footer.reward_components

@@ -13,6 +13,7 @@ from rich.markup import escape
 from miroenv.cli.app import app, console
 from miroenv.logs import IMPORTERS, ImportSummary
 from miroenv.replay import ReplayReport, TrajectoryReplay, replay_files, report_json
+from miroenv.sandbox.select import make_backend
 from miroenv.web.snapshot import SnapshotError
 
 trajectories_app = typer.Typer(
@@ -121,13 +122,19 @@ def replay(
     trajectories: Annotated[list[Path], typer.Argument(help="Trajectory JSONL files.")],
     snapshot: Annotated[Path, typer.Option(help="Snapshot directory (or an import's output directory).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    sandbox: Annotated[
+        str, typer.Option(help="Backend for the Python tools: auto | docker | process | none.")
+    ] = "auto",
 ) -> None:
     """Re-run trajectories through the env and report every observation, answer and reward that differs."""
+    backend = make_backend(sandbox)
     try:
-        report = replay_files(trajectories, snapshot)
+        report = replay_files(trajectories, snapshot, sandbox=backend)
     except (ValueError, OSError, SnapshotError, json.JSONDecodeError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    finally:
+        backend.close()
     if as_json:
         typer.echo(report_json(report))
     else:

@@ -15,8 +15,11 @@ from miroenv.cli.app import app, console
 from miroenv.demo import build_demo
 from miroenv.env import ResearchEnv
 from miroenv.policy import EpisodeResult, ScriptedPolicy, StepView, load_actions, run_episode
+from miroenv.sandbox.select import select_backend
 from miroenv.trajectory import RecordTrajectory
 from miroenv.web.snapshot import SnapshotError
+
+SANDBOX_HELP = "Backend for the Python tools: auto | docker | process | none."
 
 
 def _preview(text: str, limit: int = 240) -> str:
@@ -100,8 +103,9 @@ def demo(
         Path | None, typer.Option(help="Demo snapshot directory (default: snapshots/demo, else built fresh).")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Only print the per-episode lines and the table.")] = False,
+    sandbox: Annotated[str, typer.Option(help=SANDBOX_HELP)] = "auto",
 ) -> None:
-    """Run the bundled demo: four research tasks solved by a scripted policy through the real env."""
+    """Run the bundled demo: five research tasks (one computed in a sandbox) solved by a scripted policy."""
     if snapshot is None:
         bundled = Path("snapshots/demo")
         snapshot = (
@@ -111,15 +115,17 @@ def demo(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    env = ResearchEnv(snapshot, snapshot / "tasks.jsonl")
+    selection = select_backend(sandbox)
+    env = ResearchEnv(snapshot, snapshot / "tasks.jsonl", sandbox=selection.backend)
     console.print(
         f"snapshot [bold]{escape(env.web.name)}[/] ({escape(env.web.content_hash[:19])}…), "
-        f"profile {env.profile.name}, format {env.format.name}"
+        f"profile {env.profile.name}, format {env.format.name}\n{escape(str(selection))}"
     )
     try:
         results = _run_tasks(env, load_actions(snapshot / "actions.jsonl"), out, verbose=not quiet)
     finally:
         env.close()
+        selection.backend.close()
     console.print(_summary_table(results, env))
     for r in results:
         console.print(f"reward {r.task_id}: {r.reward:.2f}")
@@ -136,10 +142,13 @@ def run(
     tool_format: Annotated[str | None, typer.Option("--format", help="mcp_xml | hermes | openai")] = None,
     reward: Annotated[str, typer.Option(help="gaia | em | f1 | contains")] = "gaia",
     verbose: Annotated[bool, typer.Option(help="Show every tool call.")] = False,
+    sandbox: Annotated[str, typer.Option(help=SANDBOX_HELP)] = "auto",
 ) -> None:
     """Run recorded actions against a snapshot and write the trajectories."""
     try:
-        env = ResearchEnv(snapshot, tasks, reward=reward, profile=profile, tool_format=tool_format)
+        env = ResearchEnv(
+            snapshot, tasks, reward=reward, profile=profile, tool_format=tool_format, sandbox=sandbox
+        )
         scripts = load_actions(actions)
     except (SnapshotError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")

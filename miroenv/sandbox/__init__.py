@@ -1,4 +1,10 @@
-"""Code execution sandboxes: the interface, and the backends that implement it."""
+"""Code execution sandboxes: the interface, and the backends that implement it.
+
+`make_backend("auto")` picks the Docker backend (hardened containers from a warm pool) when a daemon and
+the image are available, else the process backend (namespaces, or rlimits only with a warning); both
+run the same in-sandbox agent (`agent.py`) and speak the same framed protocol (`framing.py`,
+`client.py`).
+"""
 
 from miroenv.sandbox.base import (
     ExecResult,
@@ -8,12 +14,25 @@ from miroenv.sandbox.base import (
     SandboxError,
     SandboxUnavailableError,
 )
+from miroenv.sandbox.client import AgentClient, AgentGoneError, AgentSandbox
+from miroenv.sandbox.docker import DockerSandboxBackend, docker_status
+from miroenv.sandbox.process import ProcessSandboxBackend
+from miroenv.sandbox.select import BackendSelection, make_backend, select_backend
 
 __all__ = [
+    "AgentClient",
+    "AgentGoneError",
+    "AgentSandbox",
+    "BackendSelection",
+    "DockerSandboxBackend",
     "ExecResult",
     "NoSandboxBackend",
+    "ProcessSandboxBackend",
     "Sandbox",
     "SandboxBackend",
     "SandboxError",
     "SandboxUnavailableError",
+    "docker_status",
+    "make_backend",
+    "select_backend",
 ]

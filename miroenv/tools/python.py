@@ -6,8 +6,8 @@ whatever ids the backend uses internally.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
-import string
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +33,13 @@ INVALID_SANDBOX_IDS = frozenset(
 """Placeholder ids models write instead of a real one; MiroThinker rejects them with a hint."""
 
 SANDBOXES_KEY = "tool-python.sandboxes"
-_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def sandbox_public_id(task_id: str, ordinal: int) -> str:
+    """The id the model sees for the episode's `ordinal`-th sandbox: e2b-like, and the same for the same task
+    in every run (whatever the backend's own ids), so observations and scripted actions replay exactly."""
+    return "i" + hashlib.sha256(f"{task_id}\x00{ordinal}".encode()).hexdigest()[:19]
+
 
 SANDBOX_ID_DOC = (
     "    sandbox_id: The id of the sandbox to run the code in. Reuse existing sandboxes whenever possible. "
@@ -153,7 +159,7 @@ class CreateSandbox(Tool[CreateSandboxArgs]):
 
     def run(self, args: CreateSandboxArgs, ctx: EpisodeContext) -> str:
         table = _sandboxes(ctx)
-        public_id = "i" + "".join(ctx.rng.choice(list(_ID_ALPHABET), size=19))
+        public_id = sandbox_public_id(ctx.task.task_id, len(table) + 1)
         try:
             sandbox = ctx.sandboxes.create(session=ctx.episode_id)
         except SandboxError as exc:
@@ -161,6 +167,16 @@ class CreateSandbox(Tool[CreateSandboxArgs]):
                 f"[ERROR]: Failed to create sandbox after 5 attempts: {exc}, please retry later."
             ) from exc
         table[public_id] = sandbox
+        for path in ctx.task.files:
+            local = Path(path)
+            try:
+                sandbox.write_file(_target_path("/home/user", local.name), local.read_bytes())
+            except OSError as exc:
+                raise InfraFailure(f"[ERROR]: task file {path} could not be read: {exc}") from exc
+            except SandboxError as exc:
+                raise InfraFailure(
+                    f"[ERROR]: task file {path} could not be placed in the sandbox: {exc}"
+                ) from exc
         return f"Sandbox created with sandbox_id: {public_id}"
 
 

@@ -49,7 +49,14 @@ def test_record_command(
 
     snap = Snapshot(out)
     assert snap.name == "cli-test" and snap.capture_date == "2025-11-13"
-    assert snap.manifest.counts == {"pages": 2, "searches": 2, "files": 0, "aliases": 1, "extractions": 0, "tool_results": 0}
+    assert snap.manifest.counts == {
+        "pages": 2,
+        "searches": 2,
+        "files": 0,
+        "aliases": 1,
+        "extractions": 0,
+        "tool_results": 0,
+    }
     assert (
         snap.search(SearchRequest(q="ada lovelace", gl="uk", page=2)).payload["searchParameters"]["page"] == 2
     )

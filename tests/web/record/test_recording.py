@@ -110,7 +110,14 @@ def test_redirects_record_the_final_url_and_an_alias(page_server: PageServer, sn
         assert web.page(page_server.url("/pages/eniac")) == page
     snap = Snapshot(snapshot_dir)
     assert snap.page(page_server.url("/redirect/eniac")) == page
-    assert snap.manifest.counts == {"pages": 1, "searches": 0, "files": 0, "aliases": 1, "extractions": 0, "tool_results": 0}
+    assert snap.manifest.counts == {
+        "pages": 1,
+        "searches": 0,
+        "files": 0,
+        "aliases": 1,
+        "extractions": 0,
+        "tool_results": 0,
+    }
     assert page_server.hits["/pages/eniac"] == 1
 
 
@@ -165,7 +172,14 @@ def test_files_are_stored_as_files_and_pages(page_server: PageServer, snapshot_d
     assert page_server.hits == {"/files/report.pdf": 1, "/files/data.csv": 1, "/pages/x": 1}
     snap = Snapshot(snapshot_dir)
     assert snap.file(pdf_url).data == PDF_BYTES and snap.file(csv_url).data == CSV_BYTES
-    assert snap.manifest.counts == {"pages": 3, "searches": 0, "files": 2, "aliases": 0, "extractions": 0, "tool_results": 0}
+    assert snap.manifest.counts == {
+        "pages": 3,
+        "searches": 0,
+        "files": 2,
+        "aliases": 0,
+        "extractions": 0,
+        "tool_results": 0,
+    }
     snap.verify()
 
 
