@@ -41,7 +41,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trajectories(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The demo's four episodes plus one whose actions and answer carry HTML and script."""
+    """The demo's five episodes plus one whose actions and answer carry HTML and script."""
     folder = tmp_path_factory.mktemp("viewer")
     demo = record_episodes(demo_dir, folder / "demo.jsonl", load_actions(demo_dir / "actions.jsonl"))
     hostile = record_episodes(demo_dir, folder / "hostile.jsonl", HOSTILE)
@@ -111,15 +111,15 @@ def test_page_renders_every_step_in_chromium(browser: Any, trajectories: list[Pa
 
     assert problems == []
     assert requests == [out.as_uri()]
-    assert page.locator("li.step").count() == steps == 24
-    assert page.locator("article.episode").count() == len(episodes) == 5
-    assert page.locator("table.episodes tbody tr").count() == 5
-    assert page.locator("svg rect.bar").count() == 5 and page.locator("svg circle.reward").count() == 5
+    assert page.locator("li.step").count() == steps == 29
+    assert page.locator("article.episode").count() == len(episodes) == 6
+    assert page.locator("table.episodes tbody tr").count() == 6
+    assert page.locator("svg rect.bar").count() == 6 and page.locator("svg circle.reward").count() == 6
     assert page.locator(".call.err-tool").count() == tool_errors == 2
     assert page.locator(".call.err-format").count() == format_errors == 1
     assert page.locator("li.step.has-error").count() == 3
     assert page.evaluate("window.__pwned") is None
-    hostile = page.locator("article.episode").nth(4)
+    hostile = page.locator("article.episode").nth(5)
     assert "<script>window.__pwned = 1</script>" in hostile.inner_text()
     assert '\\boxed{<img src=y onerror="window.__pwned=3">}' in hostile.inner_text()
     assert hostile.locator("b", has_text="bold?").count() == 0 and hostile.locator("img").count() == 0

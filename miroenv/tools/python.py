@@ -136,9 +136,9 @@ def truncate_python_result(text: str) -> str:
 def format_exec_result(result: ExecResult) -> str:
     """An execution result in MiroThinker's `CommandResult(...)` text form."""
     error = result.error or ""
-    if result.timed_out:
-        error = (error + " " if error else "") + "timed out"
-    if result.state_lost:
+    if not error and result.timed_out:
+        error = "timed out"
+    if result.state_lost and "state" not in error:
         error = (error + " " if error else "") + "(the Python state was lost and the worker restarted)"
     return (
         f"CommandResult(stderr={result.stderr!r}, stdout={result.stdout!r}, "
@@ -170,10 +170,12 @@ class CreateSandbox(Tool[CreateSandboxArgs]):
         for path in ctx.task.files:
             local = Path(path)
             try:
-                sandbox.write_file(_target_path("/home/user", local.name), local.read_bytes())
+                data = local.read_bytes()
             except OSError as exc:
                 raise InfraFailure(f"[ERROR]: task file {path} could not be read: {exc}") from exc
-            except SandboxError as exc:
+            try:
+                sandbox.write_file(_target_path("/home/user", local.name), data)
+            except (OSError, SandboxError) as exc:
                 raise InfraFailure(
                     f"[ERROR]: task file {path} could not be placed in the sandbox: {exc}"
                 ) from exc
@@ -258,6 +260,10 @@ class UploadFileFromLocalToSandbox(Tool[UploadFileArgs]):
         target = _target_path(args.sandbox_file_path, local.name)
         try:
             sandbox.write_file(target, local.read_bytes())
+        except OSError as exc:
+            raise ToolFailure(
+                f"[ERROR]: Failed to upload file {args.local_file_path} to sandbox {args.sandbox_id}: {exc}"
+            ) from exc
         except SandboxError as exc:
             raise InfraFailure(
                 f"[ERROR]: Failed to upload file {args.local_file_path} to sandbox {args.sandbox_id}: {exc}"
@@ -296,6 +302,8 @@ class DownloadFileFromInternetToSandbox(Tool[DownloadFromInternetArgs]):
         target = _target_path(args.sandbox_file_path, name)
         try:
             sandbox.write_file(target, data)
+        except OSError as exc:
+            raise ToolFailure(f"[ERROR]: Failed to download file from {args.url} to {target}: {exc}") from exc
         except SandboxError as exc:
             raise InfraFailure(
                 f"[ERROR]: Failed to download file from {args.url} to {target}: {exc}"
@@ -330,6 +338,10 @@ class DownloadFileFromSandboxToLocal(Tool[DownloadToLocalArgs]):
             raise ToolFailure(
                 f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: "
                 "path is a directory, not a file."
+            ) from exc
+        except OSError as exc:
+            raise ToolFailure(
+                f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: {exc}"
             ) from exc
         except SandboxError as exc:
             raise InfraFailure(f"[ERROR]: Failed to download '{args.sandbox_file_path}': {exc}") from exc

@@ -11,6 +11,7 @@ from miroenv import read_trajectories
 from miroenv.cli import app
 from miroenv.logs import import_ours
 from miroenv.replay import replay_files
+from miroenv.sandbox import make_backend
 from miroenv.web.snapshot import Snapshot
 
 runner = CliRunner()
@@ -21,7 +22,7 @@ def test_demo_trajectories_replay_from_their_own_tool_results(demo_dir: Path, tm
     result = runner.invoke(app, ["demo", "--snapshot", str(demo_dir), "--out", str(recorded), "--quiet"])
     assert result.exit_code == 0, result.output
     summary = import_ours([recorded], tmp_path / "out")
-    assert (summary.episodes, summary.steps, summary.tool_calls) == (4, 22, 13)
+    assert (summary.episodes, summary.steps, summary.tool_calls) == (5, 27, 16)
     snapshot = Snapshot(tmp_path / "out" / "snapshot")
     assert snapshot.capture_date == "2025-11-13" and snapshot.index() is None
     assert snapshot.manifest.counts["pages"] == 0
@@ -32,9 +33,13 @@ def test_demo_trajectories_replay_from_their_own_tool_results(demo_dir: Path, tm
     assert all(t.header.env["task"]["date"] == "2025-11-13" for t in copies)
     assert copies[0].header.model_extra is not None
     assert copies[0].header.model_extra["source"]["snapshot"]["name"] == "demo-history-of-computing"
-    report = replay_files([tmp_path / "out" / "trajectories.jsonl"], tmp_path / "out")
+    backend = make_backend("auto")  # sandbox results are not recorded by default: they run again
+    try:
+        report = replay_files([tmp_path / "out" / "trajectories.jsonl"], tmp_path / "out", sandbox=backend)
+    finally:
+        backend.close()
     assert report.identical, [t.first_difference for t in report.trajectories]
-    assert report.totals["identical_tool_observations"] == 13
+    assert report.totals["identical_tool_observations"] == 16
     assert all(t.notes == [] for t in report.trajectories)
     refused = json.dumps(copies[1].steps[1].observation)
     assert "has already been used" in refused
@@ -46,5 +51,5 @@ def test_skipped_tools_are_not_recorded(tmp_path: Path, demo_dir: Path) -> None:
     summary = import_ours([recorded], tmp_path / "out", skip_tools={"google_search"})
     snapshot = Snapshot(tmp_path / "out" / "snapshot")
     assert snapshot.manifest.counts["searches"] == 0
-    assert summary.tool_results == snapshot.manifest.counts["tool_results"] == 5
+    assert summary.tool_results == snapshot.manifest.counts["tool_results"] == 7  # 5 scrapes, 2 sandbox calls
     snapshot.close()

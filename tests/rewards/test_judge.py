@@ -244,17 +244,17 @@ def test_second_scoring_pass_makes_no_request(server: JudgeServer, demo_dir: Pat
 
     first = score_trajectories([path], JudgeReward("m", base_url=server.url, cache_dir=cache))
     distinct_answers = {(row.task_id, row.answer) for row in first.rows if row.answer is not None}
-    assert len(server.requests) == first.summary.judge_requests == len(distinct_answers) == 6
+    assert len(server.requests) == first.summary.judge_requests == len(distinct_answers) == 7
     assert first.written == [str(path)]
-    assert [row.reward for row in first.rows] == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
-    assert first.summary.accuracy == 5 / 8
+    assert [row.reward for row in first.rows] == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    assert first.summary.accuracy == 6 / 9
 
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(original_lines)
     changed = [i for i, (a, b) in enumerate(zip(original_lines, lines, strict=True)) if a != b]
-    assert all(json.loads(original_lines[i])["type"] == "footer" for i in changed) and len(changed) == 7
+    assert all(json.loads(original_lines[i])["type"] == "footer" for i in changed) and len(changed) == 8
     episodes = read_trajectories(path)
-    assert [len(stored_verdicts(t)) for t in episodes] == [1, 1, 1, 1, 1, 1, 1, 0]
+    assert [len(stored_verdicts(t)) for t in episodes] == [1, 1, 1, 1, 1, 1, 1, 1, 0]
     for i in changed:
         updated = json.loads(lines[i])
         assert len(updated.pop("judge")) == 1 and updated == json.loads(original_lines[i])
@@ -267,7 +267,7 @@ def test_second_scoring_pass_makes_no_request(server: JudgeServer, demo_dir: Pat
         and pristine.read_text(encoding="utf-8").splitlines() == original_lines
     )
     sources = [row.details.get("source") for row in cached.rows]
-    assert sources.count("cache") == 6 and sources.count("memory") == 1
+    assert sources.count("cache") == 7 and sources.count("memory") == 1
 
     shutil.rmtree(cache)
     stored = score_trajectories([path], JudgeReward("m", base_url=server.url, cache_dir=cache))
@@ -276,7 +276,7 @@ def test_second_scoring_pass_makes_no_request(server: JudgeServer, demo_dir: Pat
     assert [row.reward for row in stored.rows] == [row.reward for row in first.rows]
     offline = score_trajectories([path], JudgeReward("m"))
     assert [row.reward for row in offline.rows] == [row.reward for row in first.rows]
-    assert len(server.requests) == 6
+    assert len(server.requests) == 7
 
 
 def test_cli_judge_scoring_twice_costs_one_call_per_answer(
