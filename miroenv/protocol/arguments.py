@@ -5,17 +5,33 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
 import warnings
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import json_repair
 
-MAX_REPAIR_CHARS = 128 * 1024
-"""Arguments longer than this are only accepted as strict JSON: json_repair is superlinear on some inputs."""
+MAX_REPAIR_CHARS = 256 * 1024
+"""Broken arguments longer than this are not repaired at all (Python-literal parsing is linear but slow)."""
+
+MAX_HEURISTIC_REPAIR_CHARS = 4 * 1024
+"""Broken arguments longer than this skip json_repair, which is quadratic on some inputs (e.g. `]e}]e}...`)."""
 
 MAX_REPAIR_DEPTH = 200
-"""Arguments whose brackets nest deeper than this are only accepted as strict JSON (repair cost and recursion)."""
+"""Broken arguments whose brackets nest deeper than this are not repaired (cost and recursion)."""
+
+REPAIR_EVENTS_PER_CHAR = 40
+"""Python call events one json_repair run may make per input character (plus a fixed allowance).
+
+Legitimate repairs make 15-20 per character; json_repair is quadratic in calls on inputs such as
+`{1}{1}{1}...`. Counting calls rather than seconds bounds that cost while keeping results identical on
+fast and slow machines.
+"""
+
+REPAIR_EVENTS_BASE = 100_000
+"""The fixed part of a json_repair run's call-event allowance."""
 
 _EXAMPLE = '{"key": "value"}'
 _LANG_TAG = re.compile(r"[A-Za-z0-9_+-]*")
@@ -74,15 +90,14 @@ def arguments_from_value(value: object) -> tuple[dict[str, Any], bool]:
 def _repair(text: str, detail: str) -> dict[str, Any]:
     """Lenient decoding of text that strict JSON rejected, or `ArgumentsError` naming the JSON error."""
     core, fenced = _strip_fence(text)
-    if fenced:
-        if not core:
-            return {}
-        try:
-            value = json.loads(core)
-        except Exception:
-            pass
-        else:
-            return _require_object(value)
+    if fenced and not core:
+        return {}
+    try:
+        value = json.loads(core, strict=False)
+    except Exception:
+        pass
+    else:
+        return _require_object(value)
     if len(core) > MAX_REPAIR_CHARS:
         raise ArgumentsError(
             f"not valid JSON: {detail}; text over {MAX_REPAIR_CHARS} characters is not repaired, "
@@ -96,7 +111,18 @@ def _repair(text: str, detail: str) -> dict[str, Any]:
     python_value = _python_literal(core)
     if python_value is not None:
         return python_value
-    repaired = _json_repair(core)
+    if len(core) > MAX_HEURISTIC_REPAIR_CHARS:
+        raise ArgumentsError(
+            f"not valid JSON: {detail}; text over {MAX_HEURISTIC_REPAIR_CHARS} characters is only repaired "
+            f"when it is a Python dict literal, so send a strictly valid JSON object like {_EXAMPLE}"
+        )
+    try:
+        repaired = _json_repair(core)
+    except _BudgetExceeded:
+        raise ArgumentsError(
+            f"not valid JSON: {detail}; it is too broken to repair, "
+            f"so send a strictly valid JSON object like {_EXAMPLE}"
+        ) from None
     if isinstance(repaired, dict) and (repaired or _JUNK_ONLY.fullmatch(core)):
         return repaired
     raise ArgumentsError(f"not valid JSON: {detail}; expected a JSON object like {_EXAMPLE}")
@@ -156,14 +182,35 @@ def _python_literal(text: str) -> dict[str, Any] | None:
     return converted if isinstance(converted, dict) else None
 
 
+class _BudgetExceeded(BaseException):
+    """Raised inside json_repair when it exceeds its call-event budget (a BaseException: never swallowed)."""
+
+
 def _json_repair(text: str) -> object:
-    """json_repair's best guess for the text, or None when it gives up or fails in any way."""
+    """json_repair's best guess for the text (None when it fails); `_BudgetExceeded` when it runs too long.
+
+    The budget is enforced with a per-thread profile hook counting call events. When another profiler is
+    already installed (e.g. cProfile), the hook is not installed and json_repair runs unbounded.
+    """
+    events = 0
+    budget = REPAIR_EVENTS_BASE + REPAIR_EVENTS_PER_CHAR * len(text)
+
+    def count_events(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal events
+        events += 1
+        if events > budget:
+            raise _BudgetExceeded
+
+    guarded = sys.getprofile() is None
+    if guarded:
+        sys.setprofile(count_events)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = json_repair.repair_json(text, return_objects=True, skip_json_loads=True)
+        value = json_repair.repair_json(text, return_objects=True, skip_json_loads=True)
     except Exception:
         return None
+    finally:
+        if guarded:
+            sys.setprofile(None)
     if isinstance(value, dict):
         return _to_json(value, 0)
     return value
