@@ -102,6 +102,7 @@ class ResearchEnv(gym.Env[str, Any]):
         token_counter: counts tokens for the context budget (default: ~4 bytes per token).
         clock: the time source for durations and the wall-clock budget; time is the env's only
             non-deterministic input, so pass a fake clock where `info` must be reproducible.
+        output_dir: where `download_file_from_sandbox_to_local` writes files, one folder per episode.
         llm_extractor: answer `scrape_and_extract_info` with an LLM (recorded answers are replayed first)
             instead of the deterministic passage extractor.
     """
@@ -119,6 +120,7 @@ class ResearchEnv(gym.Env[str, Any]):
         token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.perf_counter,
         llm_extractor: LLMExtractor | None = None,
+        output_dir: str | Path | None = None,
         render_mode: str | None = None,
         **overrides: Any,
     ) -> None:
@@ -150,6 +152,7 @@ class ResearchEnv(gym.Env[str, Any]):
             self.sandboxes = sandbox or NoSandboxBackend()
         self.token_counter: TokenCounter = token_counter or approx_token_count
         self._clock = clock
+        self.output_dir = Path(output_dir) if output_dir is not None else None
         self._router = self.profile.router()
         self.render_mode = render_mode
         self.observation_space = UnicodeText(MAX_TEXT_CHARS)
@@ -175,6 +178,7 @@ class ResearchEnv(gym.Env[str, Any]):
             episode_id=f"{task.task_id}-{episode_seed:016x}",
             sandboxes=self.sandboxes,
             rng=np.random.default_rng(episode_seed),
+            output_dir=self.output_dir / f"{task.task_id}-{episode_seed:016x}" if self.output_dir else None,
         )
         history = History(self.token_counter, self.keep_tool_results)
         self._episode = ep = _Episode(task, ctx, history, seed, self._clock())

@@ -6,6 +6,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -46,9 +47,12 @@ class EpisodeContext:
         episode_id: str,
         sandboxes: SandboxBackend | None = None,
         rng: np.random.Generator | None = None,
+        output_dir: Path | None = None,
     ) -> None:
         self.web = web
         self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.output_dir = output_dir
+        """Where files the agent brings out of its sandbox are written (None: kept in `state` only)."""
         self.task = task
         self.episode_id = episode_id
         self.sandboxes: SandboxBackend = sandboxes or NoSandboxBackend()

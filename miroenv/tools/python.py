@@ -349,4 +349,9 @@ class DownloadFileFromSandboxToLocal(Tool[DownloadToLocalArgs]):
         files: dict[str, bytes] = ctx.state.setdefault("tool-python.downloads", {})
         local = f"tmpfiles/sandbox_{args.sandbox_id}_{name}"
         files[local] = data
-        return f"File downloaded successfully to: {local}"
+        if ctx.output_dir is None:
+            return f"File downloaded successfully to: {local}"
+        target = ctx.output_dir / local
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return f"File downloaded successfully to: {target}"

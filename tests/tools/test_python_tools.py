@@ -111,3 +111,20 @@ def test_internet_download_comes_from_the_snapshot(episode: tuple[ResearchEnv, s
         call("download_file_from_internet_to_sandbox", sandbox_id=sid, url="https://nowhere.example/file.bin")
     )
     assert "not in this snapshot" in observation and info["error_kinds"] == ["tool"]
+
+
+def test_downloads_land_in_the_episode_output_folder(
+    demo_dir: Path, backend: SandboxBackend, tmp_path: Path
+) -> None:
+    env = ResearchEnv(demo_dir, sandbox=backend, output_dir=tmp_path / "out")
+    env.reset(seed=0, options={"task": Task(task_id="dl", question="?")})
+    env.step(call("create_sandbox"))
+    sid = sandbox_public_id("dl", 1)
+    env.step(call("run_command", sandbox_id=sid, command="printf 'a,b' > table.csv"))
+    observation, *_ = env.step(
+        call("download_file_from_sandbox_to_local", sandbox_id=sid, sandbox_file_path="/home/user/table.csv")
+    )
+    env.close()
+    (written,) = (tmp_path / "out").rglob("*.csv")
+    assert observation == f"File downloaded successfully to: {written}"
+    assert written.read_bytes() == b"a,b" and written.name == f"sandbox_{sid}_table.csv"
