@@ -12,15 +12,14 @@ import json
 import os
 import re
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import diskcache
-import httpx
 from pydantic import BaseModel, ConfigDict
 
+from miroenv.llm import ChatCompletionsClient, ChatEndpointError
 from miroenv.rewards.base import RewardBreakdown, RewardContext
 from miroenv.tasks import Task
 
@@ -75,7 +74,6 @@ STRUCTURED_FORMAT: dict[str, Any] = {
 
 VerdictSource = Literal["memory", "cache", "endpoint", "no_answer", "no_gold"]
 
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 _FIELD = re.compile(
     r"^[\s>*_#`-]*(extracted_final_answer|reasoning|correct|confidence|strict)[\s*_`]*:[\s*_`]*(.*)$",
@@ -85,7 +83,7 @@ _YES_NO = re.compile(r"^[\s\"'`*_\[(]*(yes|no|true|false|incorrect|correct)\b", 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-class JudgeError(RuntimeError):
+class JudgeError(ChatEndpointError):
     """The judge endpoint gave no usable reply (down, refusing, malformed) after retries, or none is set."""
 
 
@@ -307,10 +305,9 @@ class JudgeReward:
         self.temperature = temperature
         self.retries = retries
         self.backoff = backoff
-        self.requests = 0
         self.verdicts: dict[str, JudgeVerdict] = {}
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
+        self._endpoint: ChatCompletionsClient | None = None
 
     @property
     def live(self) -> bool:
@@ -400,49 +397,33 @@ class JudgeReward:
         )
 
     def _complete(self, prompt: str) -> tuple[str, int]:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": prompt}]}
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
-        if self.temperature is not None:
-            body["temperature"] = self.temperature
-        if self.structured:
-            body["response_format"] = STRUCTURED_FORMAT
-        last_error = "no attempt made"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                with self._lock:
-                    self.requests += 1
-                response = self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in RETRY_STATUSES:
-                last_error = f"HTTP {response.status_code}"
-                continue
-            if response.status_code >= 400:
-                raise JudgeError(
-                    f"judge endpoint answered HTTP {response.status_code}: {response.text[:300]}"
-                )
-            try:
-                data = response.json()
-                text = data["choices"][0]["message"]["content"]
-                tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise JudgeError(f"judge endpoint sent an unusable reply: {exc}") from exc
-            if not isinstance(text, str):
-                raise JudgeError("judge endpoint sent a reply without text content")
-            return text, tokens
-        raise JudgeError(f"judge endpoint failed after {self.retries + 1} attempts: {last_error}")
+        if self._endpoint is None:
+            assert self.base_url is not None
+            self._endpoint = ChatCompletionsClient(
+                self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                retries=self.retries,
+                backoff=self.backoff,
+                label="judge endpoint",
+                error=JudgeError,
+            )
+        return self._endpoint.complete(
+            prompt,
+            model=self.model,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            response_format=STRUCTURED_FORMAT if self.structured else None,
+        )
+
+    @property
+    def requests(self) -> int:
+        """Requests sent to the endpoint so far (retries included)."""
+        return self._endpoint.requests if self._endpoint is not None else 0
 
     def close(self) -> None:
         """Close the HTTP client and the disk cache."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._endpoint is not None:
+            self._endpoint.close()
         if self.cache is not None:
             self.cache.close()

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import diskcache
-import httpx
 
+from miroenv.llm import ChatCompletionsClient, ChatEndpointError
 from miroenv.web.base import ExtractionRecord, extraction_key
 
 EXTRACTION_PROMPT = """You are given a piece of content and the requirement of information to extract. Your task is to extract the information specifically requested. Be precise and focus exclusively on the requested information.
@@ -36,10 +34,9 @@ CONTENT TO ANALYZE:
 EXTRACTED INFORMATION:"""
 
 MAX_CONTENT_CHARS = 102_400 * 4
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class ExtractorError(RuntimeError):
+class ExtractorError(ChatEndpointError):
     """The endpoint could not give an answer (down, refusing, malformed reply) after retries."""
 
 
@@ -80,9 +77,8 @@ class LLMExtractor:
         self.temperature = temperature
         self.retries = retries
         self.backoff = backoff
-        self.calls = 0
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
+        self._endpoint: ChatCompletionsClient | None = None
 
     @property
     def live(self) -> bool:
@@ -120,46 +116,29 @@ class LLMExtractor:
             writer.add_extraction(record)
 
     def _complete(self, prompt: str) -> tuple[str, int]:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-        last_error = "no attempt made"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                self.calls += 1
-                response = self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in RETRY_STATUSES:
-                last_error = f"HTTP {response.status_code}"
-                continue
-            if response.status_code >= 400:
-                raise ExtractorError(
-                    f"extractor endpoint answered HTTP {response.status_code}: {response.text[:300]}"
-                )
-            try:
-                data = response.json()
-                text = data["choices"][0]["message"]["content"]
-                tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise ExtractorError(f"extractor endpoint sent an unusable reply: {exc}") from exc
-            if not isinstance(text, str):
-                raise ExtractorError("extractor endpoint sent a reply without text content")
-            return text, tokens
-        raise ExtractorError(f"extractor endpoint failed after {self.retries + 1} attempts: {last_error}")
+        if self._endpoint is None:
+            assert self.base_url is not None
+            self._endpoint = ChatCompletionsClient(
+                self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                retries=self.retries,
+                backoff=self.backoff,
+                label="extractor endpoint",
+                error=ExtractorError,
+            )
+        return self._endpoint.complete(
+            prompt, model=self.model, max_tokens=self.max_tokens, temperature=self.temperature
+        )
+
+    @property
+    def calls(self) -> int:
+        """Requests sent to the endpoint so far (retries included)."""
+        return self._endpoint.requests if self._endpoint is not None else 0
 
     def close(self) -> None:
         """Close the HTTP client and the disk cache."""
-        if self._client is not None:
-            self._client.close()
+        if self._endpoint is not None:
+            self._endpoint.close()
         if self.cache is not None:
             self.cache.close()
