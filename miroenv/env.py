@@ -48,6 +48,9 @@ class EnvConfig(BaseModel):
     max_turns: int | None = Field(default=600, ge=1, description="Assistant replies per episode.")
     max_context_tokens: int | None = Field(default=262_144, ge=1)
     max_episode_seconds: float | None = Field(default=None, gt=0)
+    tool_timeout_s: float | None = Field(
+        default=1200.0, gt=0, description="Per tool call (MiroThinker's 1,200 s); None: no limit."
+    )
     keep_tool_results: int | None = Field(default=None, ge=-1, description="Recency window; -1 keeps all.")
     summary_turn: bool | None = None
 
@@ -243,7 +246,16 @@ class ResearchEnv(gym.Env[str, Any]):
                 ep.truncated_by = "time"
                 break
             ep.tool_calls += 1
-            outcomes.append(run_call(call, self._router, ep.ctx, self.profile.max_result_chars, self._clock))
+            outcomes.append(
+                run_call(
+                    call,
+                    self._router,
+                    ep.ctx,
+                    self.profile.max_result_chars,
+                    self._clock,
+                    self._call_timeout(ep),
+                )
+            )
         outcomes.extend(problem_outcome(p) for p in parsed.problems)
         for outcome in outcomes:
             if outcome.error_kind is not None:
@@ -328,6 +340,14 @@ class ResearchEnv(gym.Env[str, Any]):
                 text=action_text(action),
                 problems=[ParseProblem(message=f"the message could not be parsed: {exc}")],
             )
+
+    def _call_timeout(self, ep: _Episode) -> float | None:
+        """The tool-call limit, shortened to what is left of the episode's wall-clock budget."""
+        limits = [self.config.tool_timeout_s]
+        if self.config.max_episode_seconds is not None:
+            limits.append(self.config.max_episode_seconds - (self._clock() - ep.started))
+        present = [limit for limit in limits if limit is not None]
+        return max(min(present), 0.0) if present else None
 
     def _out_of_time(self, ep: _Episode) -> bool:
         limit = self.config.max_episode_seconds

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -93,14 +95,33 @@ class ToolRouter:
         return call.server, tool
 
 
+_TOOL_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="miroenv-tool")
+"""Runs tool calls that have a timeout; a call that hangs past it is abandoned (its thread finishes later)."""
+
+
+def run_with_timeout(fn: Callable[[], str], timeout: float | None, describe: str) -> str:
+    """`fn()`, or `InfraFailure` when it takes longer than `timeout` seconds (None: no limit, same thread)."""
+    if timeout is None:
+        return fn()
+    future = _TOOL_THREADS.submit(fn)
+    try:
+        return future.result(timeout=max(timeout, 0.0))
+    except FutureTimeout:
+        raise InfraFailure(f"{describe} failed. Error: timed out after {timeout:.3g} s") from None
+
+
 def run_call(
     call: ToolCall,
     router: ToolRouter,
     ctx: EpisodeContext,
     max_chars: int,
     clock: Callable[[], float] = time.perf_counter,
+    timeout: float | None = None,
 ) -> CallOutcome:
     """Execute `call`; every failure becomes an outcome with an error kind, never an exception.
+
+    With a `timeout`, a call still running after that many seconds is reported as an `infra` error at once,
+    so one hung tool cannot hold up a batch of episodes.
 
     A result recorded in the snapshot for exactly this call (an imported agent log) is returned verbatim,
     uncut, so the replay sees the bytes the original agent saw.
@@ -127,7 +148,7 @@ def run_call(
             args = tool.arguments_model.model_validate(call.arguments)
         except ValidationError as exc:
             raise ToolFailure(describe_validation_error(tool.name, exc)) from exc
-        text = tool.run(args, ctx)
+        text = run_with_timeout(lambda: tool.run(args, ctx), timeout, f"Tool call to {call.name} on {server}")
     except ToolFailure as exc:
         error_kind, text = "tool", str(exc)
         error = text
