@@ -445,6 +445,7 @@ class ResearchEnv(gym.Env[str, Any]):
             "calls": [o.model_dump() for o in outcomes],
             "error_kinds": sorted({o.error_kind for o in outcomes if o.error_kind is not None}),
             "errors": dict(ep.errors),
+            "cost": dict(ep.ctx.costs),
             "budget": {
                 "tool_calls": ep.tool_calls,
                 "max_tool_calls": self.config.max_tool_calls,

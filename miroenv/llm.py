@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from miroenv.budgets import BudgetExceededError, CallBudget
+
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 """Statuses worth retrying (rate limits, overload, gateway trouble); other 4xx fail at once."""
 
@@ -20,7 +22,8 @@ class ChatCompletionsClient:
     """Sends one-message chat completions with retries and exponential backoff; counts requests.
 
     `label` names the endpoint in error messages ("judge endpoint ..."); `error` is the exception type
-    raised, so each caller keeps its own error class.
+    raised, so each caller keeps its own error class; `budget` (shared by all processes of the machine)
+    rate-limits and caps the requests.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class ChatCompletionsClient:
         backoff: float = 1.0,
         label: str = "chat endpoint",
         error: type[Exception] = ChatEndpointError,
+        budget: CallBudget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -41,6 +45,7 @@ class ChatCompletionsClient:
         self.backoff = backoff
         self.label = label
         self.error = error
+        self.budget = budget
         self.requests = 0
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
@@ -56,6 +61,11 @@ class ChatCompletionsClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+            if self.budget is not None:
+                try:
+                    self.budget.before_call()
+                except BudgetExceededError as exc:
+                    raise self.error(f"{self.label}: {exc}") from exc
             try:
                 with self._lock:
                     self.requests += 1

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import diskcache
 from pydantic import BaseModel, ConfigDict
 
+from miroenv.budgets import CallBudget
 from miroenv.llm import ChatCompletionsClient, ChatEndpointError
 from miroenv.rewards.base import RewardBreakdown, RewardContext
 from miroenv.tasks import Task
@@ -287,6 +288,7 @@ class JudgeReward:
         temperature: float | None = 0.0,
         retries: int = 3,
         backoff: float = 1.0,
+        budget: CallBudget | None = None,
         structured: bool = False,
     ) -> None:
         resolved = model or os.environ.get("MIROENV_JUDGE_MODEL")
@@ -305,6 +307,7 @@ class JudgeReward:
         self.temperature = temperature
         self.retries = retries
         self.backoff = backoff
+        self.budget = budget
         self.verdicts: dict[str, JudgeVerdict] = {}
         self._lock = threading.Lock()
         self._endpoint: ChatCompletionsClient | None = None
@@ -406,6 +409,7 @@ class JudgeReward:
                 retries=self.retries,
                 backoff=self.backoff,
                 label="judge endpoint",
+                budget=self.budget,
                 error=JudgeError,
             )
         return self._endpoint.complete(

@@ -52,12 +52,19 @@ class EpisodeContext:
         self.web = web
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.output_dir = output_dir
+        self.costs: dict[str, float] = {}
+        """What this episode spent on live backends (requests, tokens), reported in `info["cost"]`."""
         """Where files the agent brings out of its sandbox are written (None: kept in `state` only)."""
         self.task = task
         self.episode_id = episode_id
         self.sandboxes: SandboxBackend = sandboxes or NoSandboxBackend()
         self.state: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []
+
+    def add_cost(self, name: str, amount: float) -> None:
+        """Count `amount` of `name` (e.g. extractor requests or tokens) against this episode."""
+        if amount:
+            self.costs[name] = self.costs.get(name, 0.0) + amount
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Run `closer` when the episode ends (release sandboxes, temporary files)."""

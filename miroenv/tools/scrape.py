@@ -128,10 +128,15 @@ class ScrapeAndExtractInfo(Tool[ScrapeAndExtractInfoArgs]):
         assert self.llm_extractor is not None
         recorded = ctx.web.extraction(page.url, info, self.llm_extractor.model)
         if recorded is None:
+            before = self.llm_extractor.calls
             try:
                 recorded = self.llm_extractor.extract(page.url, content, info)
             except ExtractorError as exc:
                 raise InfraFailure(_failure(url, f"Jina Scrape and Extract Info: {exc}")) from exc
+            finally:
+                ctx.add_cost("extractor_requests", self.llm_extractor.calls - before)
+            if self.llm_extractor.calls > before:
+                ctx.add_cost("extractor_tokens", recorded.tokens)
         return recorded.text, recorded.model, recorded.tokens
 
 

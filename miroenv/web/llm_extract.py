@@ -13,6 +13,7 @@ from pathlib import Path
 
 import diskcache
 
+from miroenv.budgets import CallBudget
 from miroenv.llm import ChatCompletionsClient, ChatEndpointError
 from miroenv.web.base import ExtractionRecord, extraction_key
 
@@ -64,6 +65,7 @@ class LLMExtractor:
         temperature: float = 1.0,
         retries: int = 3,
         backoff: float = 1.0,
+        budget: CallBudget | None = None,
     ) -> None:
         self.model = model
         self.base_url = (base_url or os.environ.get("MIROENV_EXTRACTOR_BASE_URL") or "").rstrip("/") or None
@@ -77,6 +79,7 @@ class LLMExtractor:
         self.temperature = temperature
         self.retries = retries
         self.backoff = backoff
+        self.budget = budget
         self._lock = threading.Lock()
         self._endpoint: ChatCompletionsClient | None = None
 
@@ -125,6 +128,7 @@ class LLMExtractor:
                 retries=self.retries,
                 backoff=self.backoff,
                 label="extractor endpoint",
+                budget=self.budget,
                 error=ExtractorError,
             )
         return self._endpoint.complete(
