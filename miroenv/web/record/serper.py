@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from miroenv._version import __version__
+from miroenv.budgets import BudgetExceededError, CallBudget
 from miroenv.web.base import SearchRequest
 from miroenv.web.record.errors import RecordingError
 from miroenv.web.record.ratelimit import HostRateLimiter
@@ -60,11 +61,14 @@ class SerperClient:
         retry: RetryPolicy | None = None,
         rate_limiter: HostRateLimiter | None = None,
         transport: httpx.BaseTransport | None = None,
+        budget: CallBudget | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get(BASE_URL_ENV) or SERPER_BASE_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.retry = retry or RetryPolicy()
         self.rate_limiter = rate_limiter
+        self.budget = budget
+        """Machine-wide rate limit and spend cap on search calls, shared by every process."""
         self._host = urlsplit(self.base_url).hostname or ""
         self._client = httpx.Client(
             timeout=timeout,
@@ -92,6 +96,11 @@ class SerperClient:
         def wait_turn() -> None:
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire(self._host)
+            if self.budget is not None:
+                try:
+                    self.budget.before_call()
+                except BudgetExceededError as exc:
+                    raise RecordingError(f"Search failed: {exc}") from exc
 
         try:
             response, attempts = send_with_retries(send, self.retry, before_attempt=wait_turn, what=what)

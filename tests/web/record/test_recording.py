@@ -219,3 +219,21 @@ def test_urls_without_a_scheme_are_fetched_over_https(snapshot_dir: Path) -> Non
     assert fetcher.asked == ["https://example.org/a"]
     assert page.url == "https://example.org/a"
     assert Snapshot(snapshot_dir).page("example.org/a") == page
+
+
+def test_search_budget_is_enforced_machine_wide(
+    search_server: SearchServer, snapshot_dir: Path, tmp_path: Path
+) -> None:
+    from miroenv.budgets import CallBudget, SharedBudget
+    from miroenv.web.record import SerperClient
+
+    budget = CallBudget("serper", max_calls=2, shared=SharedBudget(tmp_path / "budgets.sqlite"))
+    client = SerperClient(search_server.base_url, API_KEY, budget=budget)
+    with RecordingWeb(snapshot_dir, **record_kwargs(search_client=client)) as web:
+        web.search(SearchRequest(q="one"))
+        web.search(SearchRequest(q="two"))
+        web.search(SearchRequest(q="one"))  # replayed from the snapshot: no call, no charge
+        with pytest.raises(InfraFailure, match="spend cap 'serper' reached"):
+            web.search(SearchRequest(q="three"))
+    assert len(search_server.requests) == 2
+    client.close()
