@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from miroenv.protocol.arguments import (
+    MAX_HEURISTIC_REPAIR_CHARS,
     MAX_REPAIR_CHARS,
     MAX_REPAIR_DEPTH,
     ArgumentsError,
@@ -89,6 +91,40 @@ def test_huge_broken_input_is_refused_quickly() -> None:
         decode_arguments(text)
     assert time.monotonic() - started < 2
     assert f"over {MAX_REPAIR_CHARS} characters" in str(info.value)
+
+
+def test_raw_newlines_in_strings_are_repaired_at_any_size() -> None:
+    code = 'print("hi")\n\tx = 1\n' * 50_000
+    arguments, repaired = decode_arguments('{"code": "' + code.replace('"', '\\"') + '"}')
+    assert arguments == {"code": code}
+    assert repaired is True
+
+
+def test_large_python_dict_literal_is_repaired() -> None:
+    value = {f"k{i}": [i, "it's", None, True] for i in range(2_000)}
+    assert decode_arguments(str(value)) == (value, True)
+
+
+def test_large_text_that_only_json_repair_could_fix_is_refused() -> None:
+    text = "{" + ", ".join(f"key{i}: 1" for i in range(MAX_HEURISTIC_REPAIR_CHARS // 8))
+    with pytest.raises(
+        ArgumentsError, match=f"over {MAX_HEURISTIC_REPAIR_CHARS} characters is only repaired"
+    ):
+        decode_arguments(text)
+
+
+@pytest.mark.parametrize("unit", ["{1}", "]e}", "e\\}", "{]", '/"{'])
+def test_pathological_repairs_are_bounded(unit: str) -> None:
+    text = ('{"k": ' + unit * MAX_HEURISTIC_REPAIR_CHARS)[:MAX_HEURISTIC_REPAIR_CHARS]
+    started = time.monotonic()
+    with contextlib.suppress(ArgumentsError):
+        decode_arguments(text)
+    assert time.monotonic() - started < 3
+
+
+def test_call_heavy_repair_runs_out_of_budget() -> None:
+    with pytest.raises(ArgumentsError, match="too broken to repair"):
+        decode_arguments("{1}" * 1_300)
 
 
 def test_huge_valid_json_is_still_accepted() -> None:
