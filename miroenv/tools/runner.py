@@ -7,10 +7,11 @@ familiar messages: `Unknown tool: X`, `Error executing tool X: ...`, `Tool call 
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -95,19 +96,78 @@ class ToolRouter:
         return call.server, tool
 
 
-_TOOL_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="miroenv-tool")
-"""Runs tool calls that have a timeout; a call that hangs past it is abandoned (its thread finishes later)."""
+class _Job:
+    """One call handed to a tool thread, and its outcome."""
+
+    def __init__(self, fn: Callable[[], str]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: str | None = None
+        self.error: BaseException | None = None
+
+
+class ToolThreads:
+    """Daemon worker threads for tool calls with a timeout.
+
+    Daemon threads, so a call that hangs forever never blocks interpreter exit; reused (and grown only when
+    every worker is busy), so per-thread resources such as SQLite connections are not reopened per call;
+    fork-aware, so a forked child starts with a pool of its own instead of the parent's vanished threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], str]) -> _Job:
+        """Queue `fn` for a worker (starting one when none is idle)."""
+        job = _Job(fn)
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(
+                    target=self._work, args=(self._jobs,), name="miroenv-tool", daemon=True
+                ).start()
+            self._jobs.put(job)
+        return job
+
+    def _work(self, jobs: queue.SimpleQueue[_Job]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job.result = job.fn()
+            except BaseException as exc:  # handed to the waiting caller, who re-raises it
+                job.error = exc
+            finally:
+                job.done.set()
+            with self._lock:
+                if jobs is not self._jobs:
+                    return
+                self._idle += 1
+
+
+_TOOL_THREADS = ToolThreads()
 
 
 def run_with_timeout(fn: Callable[[], str], timeout: float | None, describe: str) -> str:
-    """`fn()`, or `InfraFailure` when it takes longer than `timeout` seconds (None: no limit, same thread)."""
+    """`fn()`, or `InfraFailure` when it takes longer than `timeout` seconds (None: no limit, same thread).
+    A call past its limit is abandoned; its thread finishes (or not) on its own."""
     if timeout is None:
         return fn()
-    future = _TOOL_THREADS.submit(fn)
-    try:
-        return future.result(timeout=max(timeout, 0.0))
-    except FutureTimeout:
-        raise InfraFailure(f"{describe} failed. Error: timed out after {timeout:.3g} s") from None
+    job = _TOOL_THREADS.submit(fn)
+    if not job.done.wait(max(timeout, 0.0)):
+        raise InfraFailure(f"{describe} failed. Error: timed out after {timeout:.3g} s")
+    if job.error is not None:
+        raise job.error
+    assert job.result is not None
+    return job.result
 
 
 def run_call(
