@@ -13,7 +13,9 @@ from miroenv.web import SearchRequest, SearchResponse, Snapshot
 
 
 class HangingWeb(Snapshot):
-    """The demo snapshot, except that searching for 'hang' blocks until released (a stuck backend)."""
+    """The demo snapshot, except that searching for 'hang' blocks until released (a stuck live backend)."""
+
+    live = True
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -58,6 +60,23 @@ def test_episode_wall_clock_caps_a_hung_call_and_truncates(demo_dir: Path) -> No
     assert time.monotonic() - start < 2.0
     assert truncated and not terminated and info["truncated_by"] == "time"
     env.close()
+
+
+def test_replayed_lookups_run_inline_without_a_watchdog(demo_dir: Path) -> None:
+    import threading as _threading
+
+    seen: list[str] = []
+
+    class Spy(Snapshot):
+        def search(self, request: SearchRequest) -> SearchResponse:
+            seen.append(_threading.current_thread().name)
+            return super().search(request)
+
+    env = ResearchEnv(Spy(demo_dir), demo_dir / "tasks.jsonl", tool_timeout_s=5)
+    env.reset(seed=0)
+    env.step(search("Charles Babbage birth date"))
+    env.close()
+    assert seen == [_threading.current_thread().name]
 
 
 def test_a_hung_episode_does_not_delay_the_others(demo_dir: Path) -> None:

@@ -107,6 +107,11 @@ class Tool(ABC, Generic[ArgsT]):
         which is also what FastMCP-based MiroThinker servers publish)."""
         return self.arguments_model.model_json_schema()
 
+    def may_hang(self, ctx: EpisodeContext) -> bool:
+        """Whether a call can block on something outside this process (network, sandbox), and so needs the
+        tool-call timeout's watchdog thread; replayed lookups cannot, and run inline."""
+        return ctx.web.live
+
     @abstractmethod
     def run(self, args: ArgsT, ctx: EpisodeContext) -> str:
         """Execute the call and return the result text; raise `ToolFailure` or `InfraFailure` on failure."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import WithJsonSchema
 
 from miroenv.sandbox.base import ExecResult, Sandbox, SandboxError
-from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure
+from miroenv.tools.base import ArgsT, EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure
 from miroenv.web.base import NotInSnapshotError
 
 MAX_RESULT_LEN = 20_000
@@ -146,7 +146,14 @@ def format_exec_result(result: ExecResult) -> str:
     )
 
 
-class CreateSandbox(Tool[CreateSandboxArgs]):
+class SandboxTool(Tool[ArgsT]):
+    """A tool that talks to a sandbox: calls can block on another process, so they always get a watchdog."""
+
+    def may_hang(self, ctx: EpisodeContext) -> bool:
+        return True
+
+
+class CreateSandbox(SandboxTool[CreateSandboxArgs]):
     """Creates a fresh sandbox for this episode and returns its id."""
 
     name = "create_sandbox"
@@ -182,7 +189,7 @@ class CreateSandbox(Tool[CreateSandboxArgs]):
         return f"Sandbox created with sandbox_id: {public_id}"
 
 
-class RunCommand(Tool[RunCommandArgs]):
+class RunCommand(SandboxTool[RunCommandArgs]):
     """Runs a shell command in a sandbox."""
 
     name = "run_command"
@@ -207,7 +214,7 @@ class RunCommand(Tool[RunCommandArgs]):
         return truncate_python_result(format_exec_result(result))
 
 
-class RunPythonCode(Tool[RunPythonCodeArgs]):
+class RunPythonCode(SandboxTool[RunPythonCodeArgs]):
     """Runs Python in the sandbox's persistent interpreter."""
 
     name = "run_python_code"
@@ -236,7 +243,7 @@ def _target_path(directory: str, filename: str) -> str:
     return posixpath.join(directory or "/home/user", filename)
 
 
-class UploadFileFromLocalToSandbox(Tool[UploadFileArgs]):
+class UploadFileFromLocalToSandbox(SandboxTool[UploadFileArgs]):
     """Copies one of the task's files into the sandbox."""
 
     name = "upload_file_from_local_to_sandbox"
@@ -271,7 +278,7 @@ class UploadFileFromLocalToSandbox(Tool[UploadFileArgs]):
         return f"File uploaded to {target}"
 
 
-class DownloadFileFromInternetToSandbox(Tool[DownloadFromInternetArgs]):
+class DownloadFileFromInternetToSandbox(SandboxTool[DownloadFromInternetArgs]):
     """Puts a file from the snapshot (the replayed internet) into the sandbox."""
 
     name = "download_file_from_internet_to_sandbox"
@@ -311,7 +318,7 @@ class DownloadFileFromInternetToSandbox(Tool[DownloadFromInternetArgs]):
         return f"File downloaded to {target}"
 
 
-class DownloadFileFromSandboxToLocal(Tool[DownloadToLocalArgs]):
+class DownloadFileFromSandboxToLocal(SandboxTool[DownloadToLocalArgs]):
     """Copies a file out of the sandbox into the episode's local work directory."""
 
     name = "download_file_from_sandbox_to_local"

@@ -208,7 +208,11 @@ def run_call(
             args = tool.arguments_model.model_validate(call.arguments)
         except ValidationError as exc:
             raise ToolFailure(describe_validation_error(tool.name, exc)) from exc
-        text = run_with_timeout(lambda: tool.run(args, ctx), timeout, f"Tool call to {call.name} on {server}")
+        text = run_with_timeout(
+            lambda: tool.run(args, ctx),
+            timeout if tool.may_hang(ctx) else None,
+            f"Tool call to {call.name} on {server}",
+        )
     except ToolFailure as exc:
         error_kind, text = "tool", str(exc)
         error = text

@@ -121,6 +121,10 @@ class ScrapeAndExtractInfo(Tool[ScrapeAndExtractInfoArgs]):
             }
         )
 
+    def may_hang(self, ctx: EpisodeContext) -> bool:
+        """Live pages or a live extractor endpoint can hang; replayed pages and recorded answers cannot."""
+        return ctx.web.live or (self.llm_extractor is not None and self.llm_extractor.live)
+
     def _llm_extract(
         self, ctx: EpisodeContext, url: str, page: Page, content: str, info: str
     ) -> tuple[str, str, int]:

@@ -184,6 +184,9 @@ class Web(ABC):
     def file(self, url: str) -> FileEntry:
         """The file at `url`, or `NotInSnapshotError`."""
 
+    live: bool = False
+    """True when lookups may go to the network (recording) and so may hang; replay never does."""
+
     def extraction(self, url: str, info: str, model: str) -> ExtractionRecord | None:
         """A recorded LLM extraction (default: this web records none)."""
         return None

@@ -208,6 +208,8 @@ class RecordingWeb(Web):
     def name(self) -> str:
         return self._writer.manifest.name
 
+    live = True
+
     @property
     def content_hash(self) -> str:
         """`recording:` plus the hash the manifest held when last finalized: the content is still changing."""
