@@ -98,6 +98,8 @@ class GoogleSearch(Tool[GoogleSearchArgs]):
             autocorrect=args.autocorrect,
         )
         response = ctx.web.search(request)
+        if response.source == "live":
+            ctx.add_cost("search_requests", 1)
         organic = [
             item
             for item in response.payload.get("organic", [])

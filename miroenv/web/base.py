@@ -60,7 +60,8 @@ class SearchResponse(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     payload: dict[str, Any] = Field(description="The Serper JSON (`organic`, `searchParameters`, ...).")
-    source: Literal["recorded", "index", "empty"]
+    source: Literal["recorded", "index", "empty", "live"]
+    """`live`: fetched from the live search API just now (and recorded); the others are replays."""
 
 
 class Page(BaseModel):

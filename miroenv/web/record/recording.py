@@ -220,7 +220,8 @@ class RecordingWeb(Web):
         return self._writer.manifest.capture_date
 
     def search(self, request: SearchRequest) -> SearchResponse:
-        return self.record_search(request).value
+        outcome = self.record_search(request)
+        return outcome.value.model_copy(update={"source": "live"}) if outcome.live else outcome.value
 
     def page(self, url: str) -> Page:
         return self.record_page(url).value

@@ -42,8 +42,16 @@ def test_recorded_episode_replays_byte_identically(
     ]
     web = RecordingWeb(snapshot_dir, **record_kwargs(search_server))
     env = ResearchEnv(web, [TASK])
-    recorded = run_episode(env, ScriptedPolicy(actions), task_id="recorded", seed=7)
+    costs: list[dict[str, float]] = []
+    recorded = run_episode(
+        env,
+        ScriptedPolicy(actions),
+        task_id="recorded",
+        seed=7,
+        on_step=lambda view: costs.append(view.info["cost"]),
+    )
     env.close()
+    assert costs[-1] == {"search_requests": 1.0}, "the live search call is counted against the episode"
     web.close()
     assert recorded.terminated and recorded.reward == 1.0
     assert recorded.errors == {"format": 0, "tool": 1, "infra": 1}, "404 is the model's miss; 403 is infra"
