@@ -17,18 +17,10 @@ from typer.testing import CliRunner
 from miroenv import load_actions, read_trajectories
 from miroenv.cli import app
 from miroenv.viewer import JS, load_episodes, render_html, write_report
+from miroenv.web.record.fetch import CHROMIUM_ARGS, DEFAULT_CHROMIUM
 from tests.test_scoring import record_episodes
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = Path(DEFAULT_CHROMIUM)
 HOSTILE: dict[str, list[Any]] = {
     "turing-award-first": [
         '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> just thinking',
