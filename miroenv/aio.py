@@ -26,7 +26,7 @@ from typing import Any, SupportsFloat, TypeVar
 import gymnasium as gym
 
 from miroenv.env import ResearchEnv
-from miroenv.policy import EpisodeResult, StepView
+from miroenv.policy import EpisodeResult, StepView, summarize_episode
 from miroenv.protocol.base import Action
 
 T = TypeVar("T")
@@ -194,23 +194,6 @@ class EpisodeRun:
     steps: list[StepView] = field(default_factory=list)
 
 
-def _summarise(views: list[StepView]) -> EpisodeResult:
-    last = views[-1]
-    info = last.info
-    return EpisodeResult.model_construct(
-        task_id=views[0].info["task_id"],
-        answer=info.get("answer"),
-        reward=last.reward,
-        reward_components=info.get("reward_components", {}),
-        terminated=last.terminated,
-        truncated=last.truncated,
-        steps=len(views) - 1,
-        tool_calls=info["budget"]["tool_calls"],
-        errors=info["errors"],
-        observations=[v.observation for v in views],
-    )
-
-
 async def run_episode_async(
     env: AsyncResearchEnv,
     policy: EpisodePolicy,
@@ -296,7 +279,7 @@ async def run_episodes(
                 index=index,
                 task_id=views[0].info["task_id"],
                 seed=seed,
-                result=_summarise(views),
+                result=summarize_episode(views),
                 steps=views if keep_steps else [],
             )
 

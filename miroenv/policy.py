@@ -136,6 +136,11 @@ def run_episode(
         views.append(view)
         if on_step is not None:
             on_step(view)
+    return summarize_episode(views)
+
+
+def summarize_episode(views: Sequence[StepView]) -> EpisodeResult:
+    """The `EpisodeResult` of an episode given all its steps (index 0 being the reset)."""
     last = views[-1]
     info = last.info
     return EpisodeResult(
