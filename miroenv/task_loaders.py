@@ -12,23 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from miroenv.tasks import Task, TaskFileError, load_tasks
+from miroenv.tasks import Task, TaskFileError, iter_json_lines, load_tasks, validate_task
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(data, dict):
-                raise TaskFileError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
-            yield lineno, data
+    for lineno, data in iter_json_lines(path):
+        if not isinstance(data, dict):
+            raise TaskFileError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+        yield lineno, data
 
 
 def _field(path: Path, lineno: int, data: dict[str, Any], *names: str, required: bool = True) -> Any:
@@ -41,11 +32,7 @@ def _field(path: Path, lineno: int, data: dict[str, Any], *names: str, required:
 
 
 def _task(path: Path, lineno: int, **fields: Any) -> Task:
-    try:
-        return Task(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise TaskFileError(f"{path}:{lineno}: invalid task ({problems})") from exc
+    return validate_task({k: v for k, v in fields.items() if v is not None}, f"{path}:{lineno}")
 
 
 def _attachment(path: Path, name: Any) -> tuple[str, ...]:

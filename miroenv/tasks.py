@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +45,33 @@ class TaskFileError(ValueError):
     """A tasks file line that is not a valid task; the message names the file, line and field."""
 
 
-def load_tasks(path: str | Path) -> list[Task]:
-    """Read tasks from a JSONL file (one `Task` object per line; blank lines ignored)."""
-    path = Path(path)
-    tasks: list[Task] = []
+def iter_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line of a task file; `TaskFileError` on bad JSON."""
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise TaskFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            try:
-                tasks.append(Task.model_validate(data))
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-                    for err in exc.errors()
-                )
-                raise TaskFileError(f"{path}:{lineno}: invalid task ({problems})") from exc
+
+
+def validate_task(data: Any, where: str) -> Task:
+    """A `Task` from `data`, or `TaskFileError` naming `where` (file:line) and every invalid field."""
+    try:
+        return Task.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise TaskFileError(f"{where}: invalid task ({problems})") from exc
+
+
+def load_tasks(path: str | Path) -> list[Task]:
+    """Read tasks from a JSONL file (one `Task` object per line; blank lines ignored)."""
+    path = Path(path)
+    tasks = [validate_task(data, f"{path}:{lineno}") for lineno, data in iter_json_lines(path)]
     _check_unique(tasks, str(path))
     return tasks
 
