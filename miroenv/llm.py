@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, Field
 
 from miroenv.budgets import BudgetExceededError, CallBudget
 
@@ -18,12 +20,26 @@ class ChatEndpointError(RuntimeError):
     """The endpoint could not give an answer (down, refusing, malformed reply) after retries."""
 
 
+class ChatReply(BaseModel):
+    """One assistant reply: its text, any OpenAI tool calls, why generation stopped and the token usage."""
+
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    attempts: int = Field(default=1, description="HTTP requests it took, retries included.")
+
+
 class ChatCompletionsClient:
-    """Sends one-message chat completions with retries and exponential backoff; counts requests.
+    """Sends chat completions with retries and exponential backoff (honouring `Retry-After`); counts requests.
 
     `label` names the endpoint in error messages ("judge endpoint ..."); `error` is the exception type
     raised, so each caller keeps its own error class; `budget` (shared by all processes of the machine)
-    rate-limits and caps the requests.
+    rate-limits and caps the requests. Connection errors and `RETRY_STATUSES` are retried `retries` times,
+    waiting `backoff * 2**n` seconds (at most `max_backoff`) or what the server's `Retry-After` asks (at most
+    `max_retry_after`); `sleep` is the wait function.
     """
 
     def __init__(
@@ -34,33 +50,70 @@ class ChatCompletionsClient:
         timeout: float = 120.0,
         retries: int = 3,
         backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        max_retry_after: float = 120.0,
         label: str = "chat endpoint",
         error: type[Exception] = ChatEndpointError,
         budget: CallBudget | None = None,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
         self.label = label
         self.error = error
         self.budget = budget
+        self.sleep = sleep
         self.requests = 0
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
 
     def complete(self, prompt: str, **params: Any) -> tuple[str, int]:
         """The reply text and total tokens for a single user message; `params` go into the request body."""
+        reply = self.chat([{"role": "user", "content": prompt}], **params)
+        if not isinstance(reply.content, str):
+            raise self.error(f"{self.label} sent a reply without text content")
+        return reply.content, reply.total_tokens
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], **params: Any) -> ChatReply:
+        """The assistant's reply to a whole conversation; `params` (None values dropped) go into the body."""
+        body: dict[str, Any] = {"messages": [dict(message) for message in messages]}
+        body.update({key: value for key, value in params.items() if value is not None})
+        data, attempts = self._post(body)
+        try:
+            choice = data["choices"][0]
+            message = choice["message"]
+            content = message.get("content")
+            tool_calls = message.get("tool_calls") or None
+            usage = data.get("usage") or {}
+            reply = ChatReply(
+                content=content if isinstance(content, str) or content is None else str(content),
+                tool_calls=list(tool_calls) if tool_calls is not None else None,
+                finish_reason=choice.get("finish_reason"),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                total_tokens=int(usage.get("total_tokens") or 0),
+                attempts=attempts,
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise self.error(f"{self.label} sent an unusable reply: {exc}") from exc
+        return reply
+
+    def _post(self, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST `body` to `/chat/completions` until a usable status or the retries run out; (JSON, attempts)."""
         if self._client is None:
             self._client = httpx.Client(timeout=self.timeout)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}]}
-        body.update({key: value for key, value in params.items() if value is not None})
         last_error = "no attempt made"
+        wait = 0.0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                self.sleep(wait)
+            wait = min(self.backoff * 2**attempt, self.max_backoff)
             if self.budget is not None:
                 try:
                     self.budget.before_call()
@@ -75,18 +128,19 @@ class ChatCompletionsClient:
                 continue
             if response.status_code in RETRY_STATUSES:
                 last_error = f"HTTP {response.status_code}"
+                # imported here: miroenv.web.record imports the tools, which import this module
+                from miroenv.web.record.retry import parse_retry_after
+
+                asked = parse_retry_after(response.headers.get("retry-after"))
+                if asked is not None:
+                    wait = min(asked, self.max_retry_after)
                 continue
             if response.status_code >= 400:
                 raise self.error(f"{self.label} answered HTTP {response.status_code}: {response.text[:300]}")
             try:
-                data = response.json()
-                text = data["choices"][0]["message"]["content"]
-                tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                return response.json(), attempt + 1
+            except ValueError as exc:
                 raise self.error(f"{self.label} sent an unusable reply: {exc}") from exc
-            if not isinstance(text, str):
-                raise self.error(f"{self.label} sent a reply without text content")
-            return text, tokens
         raise self.error(f"{self.label} failed after {self.retries + 1} attempts: {last_error}")
 
     def close(self) -> None:

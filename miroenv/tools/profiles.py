@@ -30,6 +30,20 @@ MIROTHINKER_TASK_SUFFIX = "\nYou should follow the format instruction in the req
 
 
 @dataclass(frozen=True)
+class SamplingDefaults:
+    """The chat-completion sampling a profile's model was evaluated with; None leaves the server's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    """New tokens per reply."""
+
+
+MIROTHINKER_V1_SAMPLING = SamplingDefaults(temperature=1.0, top_p=0.95, max_tokens=16_384)
+"""MiroThinker v1.0's evaluation settings: temperature 1.0, top-p 0.95, at most 16,384 new tokens per reply."""
+
+
+@dataclass(frozen=True)
 class ToolProfile:
     """A tool surface: servers, call format, prompt style and episode policies that go with it."""
 
@@ -43,6 +57,8 @@ class ToolProfile:
     max_result_chars: int = 100_000
     mirothinker_prompt: bool = False
     task_suffix: str = ""
+    sampling: SamplingDefaults = SamplingDefaults()
+    """Default sampling for models driven through this profile (`miroenv eval`)."""
     _specs: list[ToolSpec] = field(default_factory=list, compare=False, repr=False)
 
     def specs(self) -> list[ToolSpec]:
@@ -94,6 +110,7 @@ def mirothinker_v1(keep_tool_results: int = 5, llm_extractor: LLMExtractor | Non
         keep_tool_results=keep_tool_results,
         mirothinker_prompt=True,
         task_suffix=MIROTHINKER_TASK_SUFFIX,
+        sampling=MIROTHINKER_V1_SAMPLING,
     )
 
 

@@ -1,0 +1,458 @@
+"""`miroenv eval`: a served model (a scripted OpenAI-compatible server on 127.0.0.1) evaluated on the demo."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from miroenv import read_trajectories
+from miroenv.cli import app
+from miroenv.evaluation import (
+    EvalConfig,
+    EvalError,
+    EvalProgress,
+    EvalRow,
+    evaluate,
+    pass_at_k,
+    read_results,
+    trajectory_name,
+)
+from miroenv.policy import load_actions
+from miroenv.tasks import load_tasks
+from tests.servers import ChatReplyScript, ChatScriptServer
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+TASK_IDS = [
+    "ada-standard",
+    "babbage-eniac-gap",
+    "turing-award-first",
+    "birth-years-product",
+    "baby-first-program",
+]
+WRONG = {"babbage-eniac-gap": "\\boxed{154}", "baby-first-program": "\\boxed{1948-06-22}"}
+"""Final replies replaced with wrong answers, so the expected accuracy is 3/5."""
+
+MakeServer = Callable[..., ChatScriptServer]
+
+
+def wrong_script(script: list[ChatReplyScript], answer: str) -> list[ChatReplyScript]:
+    """The same episode, answering `answer` in the summary turn."""
+    return [*script[:-1], answer]
+
+
+@pytest.fixture
+def scripted_model(demo_dir: Path) -> Iterator[MakeServer]:
+    """Starts scripted servers replaying the demo's recorded actions (two answers made wrong)."""
+    questions = {task.task_id: task.question for task in load_tasks(demo_dir / "tasks.jsonl")}
+    actions: dict[str, list[ChatReplyScript]] = dict(load_actions(demo_dir / "actions.jsonl"))
+    servers: list[ChatScriptServer] = []
+
+    def start(wrong: dict[str, str] | None = None) -> ChatScriptServer:
+        replace = WRONG if wrong is None else wrong
+        scripts = {tid: wrong_script(a, replace[tid]) if tid in replace else a for tid, a in actions.items()}
+        servers.append(ChatScriptServer(questions, scripts))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def eval_args(server: ChatScriptServer, demo_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "eval",
+        "--base-url",
+        server.url,
+        "--model",
+        "scripted-thinker",
+        "--snapshot",
+        str(demo_dir),
+        "--out",
+        str(out),
+        "--sandbox",
+        "none",
+        *extra,
+    ]
+
+
+def flat(text: str) -> str:
+    """Text with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def results_lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_eval_cli_scores_the_demo_with_the_profile_sampling(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app, eval_args(server, demo_dir, out, "--concurrency", "2", "--api-key", "sk-secret-123")
+    )
+    assert result.exit_code == 0, result.output
+    assert "accuracy 0.600" in result.stdout
+    assert "pass@1" in result.stdout and "mean tool calls" in result.stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] == pytest.approx(0.6)
+    assert summary["pass_at_k"] == {"1": pytest.approx(0.6)}
+    assert summary["episodes"] == 5 and summary["played"] == 5 and summary["resumed"] == 0
+    assert summary["requests"] == len(server.log)
+
+    rows = {row["task_id"]: row for row in results_lines(out)}
+    assert sorted(rows) == sorted(TASK_IDS)
+    for task_id, row in rows.items():
+        assert row["reward"] == (0.0 if task_id in WRONG else 1.0), task_id
+        assert row["error"] is None and row["errors"]["endpoint"] == 0
+    assert rows["babbage-eniac-gap"]["answer"] == "154"
+    assert rows["ada-standard"]["answer"] == "MIL-STD-1815"
+
+    # The summary's counters are the env's own, as recorded in each episode's trajectory footer.
+    footers = {}
+    for task_id, row in rows.items():
+        (episode,) = read_trajectories(out / row["trajectory"])
+        assert episode.footer is not None and episode.footer.answer == row["answer"]
+        assert row["trajectory"].endswith(trajectory_name(task_id, 1))
+        footers[task_id] = episode.footer
+    assert summary["mean_tool_calls"] == pytest.approx(sum(f.tool_calls for f in footers.values()) / 5)
+    for kind in ("format", "tool", "infra"):
+        assert summary["errors"][kind] == sum(f.errors[kind] for f in footers.values())
+    assert summary["errors"]["format"] > 0 and summary["errors"]["tool"] > 0
+    assert summary["errors"]["endpoint"] == 0
+
+    # Every request: the model, MiroThinker's sampling defaults, the bearer token; replies fed back verbatim.
+    assert len(server.log) == sum(len(load_actions(demo_dir / "actions.jsonl")[t]) for t in TASK_IDS)
+    for entry in server.log:
+        body = entry["body"]
+        assert body["model"] == "scripted-thinker"
+        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (1.0, 0.95, 16384)
+        assert "tools" not in body
+        assert entry["auth"] == "Bearer sk-secret-123"
+    assert "sk-secret-123" not in (out / "config.json").read_text()
+    assert json.loads((out / "config.json").read_text())["sampling"] == {
+        "temperature": 1.0,
+        "top_p": 0.95,
+        "max_tokens": 16384,
+    }
+
+
+def test_context_policy_replaces_old_tool_results_in_requests(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    result = runner.invoke(app, eval_args(server, demo_dir, tmp_path / "eval", "--limit", "2"))
+    assert result.exit_code == 0, result.output
+    first_turn = next(e for e in server.log if e["task_id"] == "ada-standard" and e["turn"] == 0)
+    assert [m["role"] for m in first_turn["body"]["messages"]] == ["system", "user"]
+    last = max((e for e in server.log if e["task_id"] == "babbage-eniac-gap"), key=lambda e: e["turn"])
+    contents = [m["content"] for m in last["body"]["messages"]]
+    # Five tool results and the summary prompt: keep-5 replaces the oldest result, and only it.
+    omitted = [i for i, c in enumerate(contents) if c == "Tool result is omitted to save tokens."]
+    assert omitted == [3]
+    assert "https://en.wikipedia.org/wiki/ENIAC" in contents[-3]
+
+
+@pytest.mark.parametrize(
+    ("stop", "returncode"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)],
+    ids=["SIGKILL", "SIGINT"],
+)
+def test_interrupted_eval_resumes_with_only_the_remaining_tasks(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path, stop: signal.Signals, returncode: int
+) -> None:
+    server = scripted_model()
+    server.hold_after = 2  # the third episode's first request hangs: the run is killed mid-request
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--concurrency", "1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "miroenv.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.holding.wait(60), "the third episode never started"
+        deadline = time.monotonic() + 30
+        while len((out / "results.jsonl").read_text().splitlines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == returncode
+    if stop == signal.SIGINT:
+        assert "rerun to resume" in flat(stderr.decode())
+    killed_rows = results_lines(out)
+    assert [row["task_id"] for row in killed_rows] == TASK_IDS[:2]
+    assert not (out / "summary.json").exists()
+    with (out / "results.jsonl").open("a") as handle:  # a row torn by the kill, as a crash mid-write leaves
+        handle.write('{"task_id": "turing-award-first", "run": 1, "mod')
+
+    server.release.set()
+    server.hold_after = None
+    server.log.clear()
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+
+    assert server.requests_per_task().keys() == set(TASK_IDS[2:])
+    rows = results_lines(out)  # the torn line is gone and every task appears exactly once
+    assert sorted(row["task_id"] for row in rows) == sorted(TASK_IDS)
+    assert rows[:2] == killed_rows
+    summary = json.loads(result.stdout)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert (summary["played"], summary["resumed"], summary["episodes"]) == (3, 2, 5)
+    assert summary["accuracy"] == pytest.approx(0.6)
+
+
+def test_retries_honour_retry_after_and_the_episode_completes(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    server.failures = [(503, {}), (429, {"Retry-After": "1"}), (502, {})]
+    seen: list[tuple[int, int, str | None]] = []
+
+    def progress(status: EvalProgress, row: EvalRow | None) -> None:
+        seen.append((status.total, status.done, row.task_id if row else None))
+
+    config = EvalConfig(
+        base_url=server.url,
+        model="m",
+        snapshot=demo_dir,
+        out=tmp_path / "eval",
+        limit=1,
+        sandbox="none",
+        retries=3,
+        backoff=0.01,
+    )
+    report = evaluate(config, progress)
+    (row,) = report.rows
+    assert (row.task_id, row.reward, row.error, row.answer) == ("ada-standard", 1.0, None, "MIL-STD-1815")
+    assert [entry["status"] for entry in server.log[:4]] == [503, 429, 502, 200]
+    assert server.log[2]["at"] - server.log[1]["at"] >= 1.0  # waited what Retry-After asked
+    assert report.summary.requests == len(server.log) == row.model_calls + 3
+    assert seen == [(1, 0, None), (1, 1, "ada-standard")]
+
+
+def test_an_endpoint_down_for_one_task_fails_only_that_task(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    server.down = {"turing-award-first"}
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--retries", "2", "--backoff", "0.01", "--concurrency", "1")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {row["task_id"]: row for row in results_lines(out)}
+    down = rows["turing-award-first"]
+    assert down["errors"]["endpoint"] == 1 and "failed after 3 attempts: HTTP 503" in down["error"]
+    assert down["reward"] == 0.0 and down["model_calls"] == 0
+    assert server.requests_per_task()["turing-award-first"] == 3
+    assert all(row["error"] is None for tid, row in rows.items() if tid != "turing-award-first")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"]["endpoint"] == 1 and summary["complete"] == 4
+    assert summary["accuracy"] == pytest.approx(2 / 5)
+
+    # The endpoint is back: a rerun plays only the failed episode, and its new row replaces the old one.
+    server.down.clear()
+    server.log.clear()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert server.requests_per_task().keys() == {"turing-award-first"}
+    assert len(results_lines(out)) == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["errors"]["endpoint"], summary["accuracy"], summary["episodes"]) == (0, 0.6, 5)
+
+
+def test_an_endpoint_down_for_everything_fails_the_run(demo_dir: Path, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe is closed
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--model",
+            "m",
+            "--snapshot",
+            str(demo_dir),
+            "--out",
+            str(out),
+            "--sandbox",
+            "none",
+            "--concurrency",
+            "1",
+            "--retries",
+            "1",
+            "--backoff",
+            "0.01",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "every episode played failed to get replies" in flat(result.stderr)
+    assert "ConnectError" in flat(result.stderr)
+    rows = read_results(out / "results.jsonl")
+    assert len(rows) == 3  # gave up after three failures in a row instead of trying all five tasks
+    assert all(row.endpoint_failed for row in rows)
+    assert json.loads((out / "summary.json").read_text())["errors"]["endpoint"] == 3
+
+
+def test_pass_at_k_over_two_runs_and_sampling_overrides(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model(wrong={"babbage-eniac-gap": "\\boxed{154}"})
+    ada = server.scripts["ada-standard"]
+    server.episode_scripts[("ada-standard", 1)] = wrong_script(ada, "\\boxed{MIL-STD-1816}")
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--runs", "2", "--concurrency", "1", "--temperature", "0.3")
+    args += ["--max-tokens", "2048", "--extra-body", '{"top_k": 20}', "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    rows = results_lines(out)
+    assert sorted((row["task_id"], row["run"]) for row in rows) == sorted(itertools.product(TASK_IDS, (1, 2)))
+    solved = {(row["task_id"], row["run"]): row["reward"] for row in rows}
+    assert (solved[("ada-standard", 1)], solved[("ada-standard", 2)]) == (0.0, 1.0)
+    summary = json.loads(result.stdout)
+    # ada: 1 of 2 (pass@1 0.5, pass@2 1); babbage: 0 of 2; three tasks 2 of 2.
+    assert summary["pass_at_k"] == {"1": pytest.approx(3.5 / 5), "2": pytest.approx(4 / 5)}
+    assert summary["accuracy"] == pytest.approx(7 / 10) and summary["episodes"] == 10
+    for entry in server.log:
+        body = entry["body"]
+        assert (body["temperature"], body["top_p"], body["max_tokens"], body["top_k"]) == (
+            0.3,
+            0.95,
+            2048,
+            20,
+        )
+
+    # Runs use different seeds, so their episode ids (and sandboxes) differ.
+    ids = {(row["task_id"], row["run"]): row["episode_id"] for row in rows}
+    assert ids[("ada-standard", 1)] != ids[("ada-standard", 2)]
+
+
+def test_pass_at_k_matches_counting_subsets() -> None:
+    for n in range(1, 7):
+        for c in range(n + 1):
+            outcomes = [True] * c + [False] * (n - c)
+            for k in range(1, n + 1):
+                subsets = list(itertools.combinations(outcomes, k))
+                expected = sum(any(s) for s in subsets) / len(subsets)
+                assert pass_at_k(n, c, k) == pytest.approx(expected), (n, c, k)
+    with pytest.raises(ValueError, match="0 < k <= n"):
+        pass_at_k(2, 1, 3)
+
+
+def test_resuming_with_another_model_is_refused_unless_forced(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    out = tmp_path / "eval"
+    assert runner.invoke(app, eval_args(server, demo_dir, out, "--limit", "1")).exit_code == 0
+    other = eval_args(server, demo_dir, out, "--limit", "1")
+    other[other.index("--model") + 1] = "another-model"
+    result = runner.invoke(app, other)
+    assert result.exit_code == 2
+    assert "holds results of a different evaluation" in flat(result.stderr)
+    assert "model ('scripted-thinker' there, 'another-model' now)" in flat(result.stderr)
+    changed_tasks = runner.invoke(app, eval_args(server, demo_dir, out, "--limit", "2"))
+    assert changed_tasks.exit_code == 2 and "tasks_hash" in flat(changed_tasks.stderr)
+
+    server.log.clear()
+    forced = runner.invoke(app, [*other, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert server.log == []  # the finished pair is kept; nothing left to play
+    assert json.loads((out / "config.json").read_text())["model"] == "another-model"
+
+
+def test_openai_format_sends_tools_and_feeds_tool_calls_back(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "google_search", "arguments": json.dumps({"q": "Ada programming language"})},
+    }
+    server.scripts["ada-standard"] = [
+        {"content": None, "tool_calls": [call]},
+        "It is MIL-STD-1815.",
+        "\\boxed{MIL-STD-1815}",
+    ]
+    report = evaluate(
+        EvalConfig(
+            base_url=server.url,
+            model="m",
+            snapshot=demo_dir,
+            out=tmp_path / "eval",
+            limit=1,
+            sandbox="none",
+            tool_format="openai",
+        )
+    )
+    (row,) = report.rows
+    assert (row.reward, row.tool_calls, row.errors["format"]) == (1.0, 1, 0)
+    first, second = server.log[0]["body"], server.log[1]["body"]
+    assert {tool["function"]["name"] for tool in first["tools"]} >= {"google_search", "run_python_code"}
+    assert second["messages"][2]["tool_calls"] == [call]
+    tool_message = second["messages"][3]
+    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1"
+    assert "wikipedia.org" in tool_message["content"]
+
+
+def test_bad_settings_are_named(demo_dir: Path, tmp_path: Path) -> None:
+    base = ["eval", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--out", str(tmp_path / "o")]
+    missing = runner.invoke(app, [*base, "--snapshot", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "task file not found" in flat(missing.stderr)
+    bad_layout = runner.invoke(app, [*base, "--snapshot", str(demo_dir), "--task-format", "csv"])
+    assert bad_layout.exit_code == 2 and "unknown task layout 'csv'" in flat(bad_layout.stderr)
+    no_snapshot = runner.invoke(
+        app, [*base, "--snapshot", str(tmp_path), "--tasks", str(demo_dir / "tasks.jsonl")]
+    )
+    assert no_snapshot.exit_code == 2 and f"cannot open snapshot {tmp_path}" in flat(no_snapshot.stderr)
+    bad_body = runner.invoke(app, [*base, "--snapshot", str(demo_dir), "--extra-body", "[1]"])
+    assert bad_body.exit_code == 2 and "--extra-body must be a JSON object" in flat(bad_body.stderr)
+    with pytest.raises(EvalError, match="unknown tool profile 'nope'"):
+        evaluate(
+            EvalConfig(base_url="http://x/v1", model="m", snapshot=demo_dir, out=tmp_path, profile="nope")
+        )
+
+
+def test_a_results_file_with_a_bad_middle_line_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"task_id": "a"}\n{"task_id": "b"}\n')
+    with pytest.raises(EvalError, match=r"results.jsonl:1: not a results row"):
+        read_results(path)
+
+
+def test_a_whole_last_row_without_its_newline_is_kept(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    out = tmp_path / "eval"
+    assert runner.invoke(app, eval_args(server, demo_dir, out, "--limit", "1")).exit_code == 0
+    (out / "results.jsonl").write_text((out / "results.jsonl").read_text().rstrip("\n"))
+    server.log.clear()
+    more = runner.invoke(app, eval_args(server, demo_dir, out, "--limit", "2", "--force"))
+    assert more.exit_code == 0, more.output
+    assert server.requests_per_task().keys() == {"babbage-eniac-gap"}
+    assert [row["task_id"] for row in results_lines(out)] == TASK_IDS[:2]
