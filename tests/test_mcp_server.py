@@ -1,0 +1,491 @@
+"""`miroenv serve-mcp` as a real subprocess, driven by the `mcp` SDK's client over stdio and streamable HTTP."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from miroenv.tools.profiles import mirothinker_v1
+from miroenv.tools.standalone import run_tool_once
+from miroenv.web.snapshot import Snapshot
+
+mcp = pytest.importorskip("mcp")
+
+from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from mcp.shared.exceptions import MCPError  # noqa: E402
+from mcp_types import CallToolResult  # noqa: E402
+
+from tests.sandbox.conftest import skip_or_fail  # noqa: E402
+
+EXPECTED_TOOLS = {
+    "tool-python": {
+        "create_sandbox": [],
+        "run_command": ["command", "sandbox_id"],
+        "run_python_code": ["code_block", "sandbox_id"],
+        "upload_file_from_local_to_sandbox": ["sandbox_id", "local_file_path"],
+        "download_file_from_internet_to_sandbox": ["sandbox_id", "url"],
+        "download_file_from_sandbox_to_local": ["sandbox_id", "sandbox_file_path"],
+    },
+    "search_and_scrape_webpage": {"google_search": ["q"]},
+    "jina_scrape_llm_summary": {"scrape_and_extract_info": ["url", "info_to_extract"]},
+}
+"""MiroThinker v1.0's three MCP servers: tool names in listing order and their required arguments."""
+
+SEARCH = {"q": "Charles Babbage birth date"}
+SCRAPE = {
+    "url": "https://en.wikipedia.org/wiki/ENIAC",
+    "info_to_extract": "date ENIAC was formally dedicated",
+}
+PRODUCT = "CommandResult(stderr='', stdout='3424392\\n', exit_code=0, error='')"
+"""What `print(1791 * 1912)` gives in a sandbox."""
+
+PR_SET_PDEATHSIG = 1
+STARTUP_TIMEOUT = 60.0
+RELEASE_TIMEOUT = 30.0
+
+
+def serve_command(snapshot: Path, *args: str) -> list[str]:
+    """The `miroenv serve-mcp` command line for this interpreter."""
+    return [sys.executable, "-m", "miroenv.cli", "serve-mcp", "--snapshot", str(snapshot), *args]
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so a killed test run leaves no server behind."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class HttpServer:
+    """A `serve-mcp --transport http --port 0` subprocess; its stderr is collected line by line."""
+
+    def __init__(self, snapshot: Path, *args: str, servers: int = len(EXPECTED_TOOLS)) -> None:
+        self.proc = subprocess.Popen(
+            serve_command(snapshot, "--transport", "http", "--port", "0", *args),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=die_with_parent,
+        )
+        self.lines: list[str] = []
+        self._fresh: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.urls: dict[str, str] = {}
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while len(self.urls) < servers:
+            line = self._fresh.get(timeout=max(deadline - time.monotonic(), 0.01))
+            if line is None:
+                raise AssertionError("serve-mcp exited before listening:\n" + self.log)
+            found = re.match(r"\s+(\S+): (http://\S+)$", line)
+            if found:
+                self.urls[found.group(1)] = found.group(2)
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            self._fresh.put(line.rstrip("\n"))
+        self._fresh.put(None)
+
+    @property
+    def log(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        return "\n".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the server and wait for it to exit; its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def http_server(demo_dir: Path) -> Iterator[HttpServer]:
+    """One HTTP server for the module, serving all three servers, sandboxes from `auto`."""
+    server = HttpServer(demo_dir, "--sandbox", "auto")
+    yield server
+    server.stop()
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """Run an async test body."""
+    anyio.run(main)
+
+
+def text(result: CallToolResult) -> str:
+    """The single text block of a tool result."""
+    (block,) = result.content
+    assert block.type == "text"
+    return block.text
+
+
+def sandbox_id_of(result: CallToolResult) -> str:
+    """The id in `Sandbox created with sandbox_id: ID`."""
+    found = re.fullmatch(r"Sandbox created with sandbox_id: (\S+)", text(result))
+    assert found, text(result)
+    return found.group(1)
+
+
+async def check_listing(client: Client, server: str) -> None:
+    """The tool list is MiroThinker's for `server`, with the profile's descriptions and exact schemas."""
+    listed = (await client.list_tools()).tools
+    assert {t.name: t.input_schema.get("required", []) for t in listed} == EXPECTED_TOOLS[server]
+    assert [t.name for t in listed] == list(EXPECTED_TOOLS[server])
+    specs = {s.name: s for s in mirothinker_v1().specs() if s.server == server}
+    for tool in listed:
+        assert tool.description == specs[tool.name].description
+        assert list(tool.input_schema.items()) == list(specs[tool.name].input_schema.items())
+
+
+async def check_calls(client: Client, server: str, snapshot: Path) -> str | None:
+    """One real call per server; for `tool-python`, the sandbox's container id (its hostname)."""
+    if server == "search_and_scrape_webpage":
+        result = await client.call_tool("google_search", SEARCH)
+        assert text(result) == run_tool_once(Snapshot(snapshot), "google_search", SEARCH).text
+        assert "1791" in text(result) and result.is_error is False
+        return None
+    if server == "jina_scrape_llm_summary":
+        result = await client.call_tool("scrape_and_extract_info", SCRAPE)
+        assert text(result) == run_tool_once(Snapshot(snapshot), "scrape_and_extract_info", SCRAPE).text
+        assert '"success": true' in text(result) and "1946" in text(result)
+        return None
+    sandbox_id = sandbox_id_of(await client.call_tool("create_sandbox", {}))
+    result = await client.call_tool(
+        "run_python_code", {"sandbox_id": sandbox_id, "code_block": "print(1791 * 1912)"}
+    )
+    assert text(result) == PRODUCT and result.is_error is False
+    return await hostname(client, sandbox_id)
+
+
+async def hostname(client: Client, sandbox_id: str) -> str:
+    """The sandbox's hostname (a Docker container's is the start of its id)."""
+    result = await client.call_tool("run_command", {"sandbox_id": sandbox_id, "command": "hostname"})
+    found = re.search(r"stdout='(\S+)\\n'", text(result))
+    assert found, text(result)
+    return found.group(1)
+
+
+def docker_unavailable() -> str | None:
+    """Why Docker sandboxes cannot be used here, or None when they can."""
+    from miroenv.sandbox.docker import default_image, docker_status
+
+    usable, reason = docker_status(default_image())
+    return None if usable else reason
+
+
+def docker_client() -> Any:
+    """A Docker SDK client when Docker sandboxes are usable (skip otherwise; fail on CI)."""
+    reason = docker_unavailable()
+    if reason is not None:
+        skip_or_fail(f"Docker sandboxes are unavailable ({reason})")
+    import docker
+
+    return docker.from_env()
+
+
+def container_exists(client: Any, id_prefix: str) -> bool:
+    """Whether a container whose id starts with `id_prefix` exists (running or not)."""
+    return any(
+        c.id.startswith(id_prefix) for c in client.containers.list(all=True, filters={"id": id_prefix})
+    )
+
+
+def wait_until_gone(client: Any, id_prefix: str) -> None:
+    """Poll until the container is removed (removal is asynchronous); fail after `RELEASE_TIMEOUT`."""
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    while container_exists(client, id_prefix):
+        assert time.monotonic() < deadline, f"container {id_prefix} still exists"
+        time.sleep(0.1)
+
+
+# -- stdio: one process per server, as MiroFlow launches them ---------------------------------------
+
+
+@pytest.mark.parametrize("server", list(EXPECTED_TOOLS))
+def test_stdio_server_lists_and_runs_mirothinker_tools(demo_dir: Path, server: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=serve_command(demo_dir, "--server", server)[1:]
+    )
+    found: list[str | None] = []
+
+    async def main() -> None:
+        async with Client(params) as client:
+            assert client.server_info is not None and client.server_info.name == server
+            await check_listing(client, server)
+            found.append(await check_calls(client, server, demo_dir))
+
+    run(main)
+    if found[0] is not None and docker_unavailable() is None:  # `auto` picked Docker
+        wait_until_gone(docker_client(), found[0])  # end of input ended the session: its sandbox is released
+
+
+def test_stdio_download_from_sandbox_writes_into_the_sessions_output_dir(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    args = serve_command(demo_dir, "--server", "tool-python", "--output-dir", str(tmp_path))[1:]
+
+    async def main() -> None:
+        async with Client(StdioServerParameters(command=sys.executable, args=args)) as client:
+            sandbox_id = sandbox_id_of(await client.call_tool("create_sandbox", {}))
+            code = "open('/home/user/out.txt', 'w').write('from the sandbox')"
+            await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": code})
+            result = await client.call_tool(
+                "download_file_from_sandbox_to_local",
+                {"sandbox_id": sandbox_id, "sandbox_file_path": "/home/user/out.txt"},
+            )
+            written = Path(text(result).removeprefix("File downloaded successfully to: "))
+            assert written.read_text() == "from the sandbox"
+            assert written.parent.parent.parent == tmp_path  # <output dir>/<session>/tmpfiles/<file>
+
+    run(main)
+
+
+# -- streamable HTTP: one process, every server at its own path --------------------------------------
+
+
+def test_http_urls_are_logged_one_path_per_server(http_server: HttpServer) -> None:
+    port = re.search(r":(\d+)/", http_server.urls["tool-python"])
+    assert port
+    assert http_server.urls == {
+        name: f"http://127.0.0.1:{port.group(1)}/{name}/mcp" for name in EXPECTED_TOOLS
+    }
+
+
+@pytest.mark.parametrize("server", list(EXPECTED_TOOLS))
+def test_http_server_lists_and_runs_mirothinker_tools(
+    http_server: HttpServer, demo_dir: Path, server: str
+) -> None:
+    async def main() -> None:
+        async with Client(http_server.urls[server]) as client:
+            assert client.server_info is not None and client.server_info.name == server
+            await check_listing(client, server)
+            await check_calls(client, server, demo_dir)
+
+    run(main)
+
+
+def test_http_sessions_have_their_own_sandboxes_released_when_they_end(http_server: HttpServer) -> None:
+    docker = docker_client()
+    assert "sandbox backend: docker" in http_server.log
+    url = http_server.urls["tool-python"]
+
+    async def main() -> None:
+        async with Client(url) as b:
+            async with Client(url) as a:
+                id_a = sandbox_id_of(await a.call_tool("create_sandbox", {}))
+                id_b = sandbox_id_of(await b.call_tool("create_sandbox", {}))
+                assert id_a != id_b
+                host_a, host_b = await hostname(a, id_a), await hostname(b, id_b)
+                assert (
+                    host_a != host_b and container_exists(docker, host_a) and container_exists(docker, host_b)
+                )
+                await a.call_tool("run_python_code", {"sandbox_id": id_a, "code_block": "secret = 41"})
+                stolen = await b.call_tool(
+                    "run_python_code", {"sandbox_id": id_a, "code_block": "print(secret)"}
+                )
+                assert text(stolen) == (
+                    f"[ERROR]: Failed to connect to sandbox {id_a}. "
+                    "Make sure the sandbox is created and the sandbox_id is correct."
+                )
+                assert stolen.is_error is False and stolen.meta == {"miroenv/error_kind": "tool"}
+                own = await a.call_tool(
+                    "run_python_code", {"sandbox_id": id_a, "code_block": "print(secret + 1)"}
+                )
+                assert "stdout='42\\n'" in text(own)
+            await anyio.to_thread.run_sync(wait_until_gone, docker, host_a)  # A's client sent DELETE
+            assert container_exists(docker, host_b)
+            still = await b.call_tool(
+                "run_python_code", {"sandbox_id": id_b, "code_block": "print(1791 * 1912)"}
+            )
+            assert text(still) == PRODUCT
+
+    run(main)
+
+
+def test_http_session_state_is_per_session(http_server: HttpServer) -> None:
+    url = http_server.urls["search_and_scrape_webpage"]
+
+    async def main() -> None:
+        async with Client(url) as first:
+            assert "1791" in text(await first.call_tool("google_search", SEARCH))
+            repeat = await first.call_tool("google_search", SEARCH)
+            assert text(repeat).startswith(f"The query '{SEARCH['q']}' has already been used")
+        async with Client(url) as second:
+            assert "1791" in text(await second.call_tool("google_search", SEARCH))
+
+    run(main)
+
+
+def test_http_errors_read_as_mirothinker_servers_return_them(http_server: HttpServer, demo_dir: Path) -> None:
+    async def main() -> None:
+        async with Client(http_server.urls["jina_scrape_llm_summary"]) as client:
+            missing = {"url": "https://www.example.org/eniac-history", "info_to_extract": "date"}
+            refused = await client.call_tool("scrape_and_extract_info", missing)
+            assert text(refused) == run_tool_once(Snapshot(demo_dir), "scrape_and_extract_info", missing).text
+            assert '"success": false' in text(refused)
+            assert refused.is_error is False and refused.meta == {"miroenv/error_kind": "tool"}
+
+            invalid = await client.call_tool(
+                "scrape_and_extract_info", {"url": "https://en.wikipedia.org/wiki/ENIAC"}
+            )
+            assert invalid.is_error is True
+            assert text(invalid) == (
+                "Error executing tool scrape_and_extract_info: 1 validation error for "
+                "scrape_and_extract_infoArguments\ninfo_to_extract\n  Field required [type=missing]"
+            )
+
+            unknown = await client.call_tool("google_search", SEARCH)  # lives on another server
+            assert unknown.is_error is True and text(unknown) == "Unknown tool: google_search"
+
+    run(main)
+
+
+def test_http_tool_calls_do_not_block_other_sessions(http_server: HttpServer) -> None:
+    finished: list[str] = []
+
+    async def slow(sandbox_ready: anyio.Event) -> None:
+        async with Client(http_server.urls["tool-python"]) as client:
+            sandbox_id = sandbox_id_of(await client.call_tool("create_sandbox", {}))
+            sandbox_ready.set()
+            code = "import time; time.sleep(3); print('slept')"
+            result = await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": code})
+            assert "slept" in text(result)
+            finished.append("slow")
+
+    async def quick(sandbox_ready: anyio.Event) -> None:
+        async with Client(http_server.urls["search_and_scrape_webpage"]) as client:
+            await sandbox_ready.wait()
+            await anyio.sleep(0.5)  # the slow call is now sleeping in its sandbox
+            assert "1791" in text(await client.call_tool("google_search", SEARCH))
+            assert finished == []
+            finished.append("quick")
+
+    async def main() -> None:
+        sandbox_ready = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow, sandbox_ready)
+            group.start_soon(quick, sandbox_ready)
+
+    run(main)
+    assert finished == ["quick", "slow"]
+
+
+def test_http_refuses_tool_calls_from_a_client_pinned_to_the_stateless_era(http_server: HttpServer) -> None:
+    async def main() -> None:
+        async with Client(http_server.urls["search_and_scrape_webpage"], mode="2026-07-28") as client:
+            assert [t.name for t in (await client.list_tools()).tools] == ["google_search"]
+            with pytest.raises(MCPError, match="per-session state"):
+                await client.call_tool("google_search", SEARCH)
+
+    run(main)
+
+
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGINT, 0), (signal.SIGTERM, -signal.SIGTERM)])
+def test_http_shutdown_releases_sessions_still_open(demo_dir: Path, sig: int, exit_code: int) -> None:
+    docker = docker_client()
+    server = HttpServer(demo_dir, "--sandbox", "docker", "--server", "tool-python", servers=1)
+    hosts: list[str] = []
+
+    async def main() -> None:
+        # No DELETE on exit: the session stays open on the server until it shuts down.
+        async with Client(
+            streamable_http_client(server.urls["tool-python"], terminate_on_close=False)
+        ) as client:
+            hosts.append(await hostname(client, sandbox_id_of(await client.call_tool("create_sandbox", {}))))
+
+    try:
+        run(main)
+        assert container_exists(docker, hosts[0])
+    finally:
+        code = server.stop(sig)
+    assert code == exit_code, server.log
+    assert re.search(r"session mcp-tool-python-\w+ ended; released 1 sandbox", server.log), server.log
+    wait_until_gone(docker, hosts[0])
+
+
+# -- bad command lines ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--snapshot", "no/such/dir", "--server", "tool-python"],
+            "snapshot directory not found: no/such/dir",
+        ),
+        (
+            ["--server", "tool-pyhton"],
+            "unknown server 'tool-pyhton' for profile mirothinker_v1; choose one of: tool-python, "
+            "search_and_scrape_webpage, jina_scrape_llm_summary",
+        ),
+        (
+            [],
+            "stdio serves one server per process; choose it with --server: tool-python, "
+            "search_and_scrape_webpage, jina_scrape_llm_summary",
+        ),
+        (["--transport", "sse"], "unknown transport 'sse'; choose one of: stdio, http"),
+        (["--profile", "nope", "--server", "tool-python"], "unknown tool profile 'nope'"),
+    ],
+)
+def test_bad_command_lines_fail_with_a_clear_error(demo_dir: Path, args: list[str], message: str) -> None:
+    command = [sys.executable, "-m", "miroenv.cli", "serve-mcp"]
+    command += args if "--snapshot" in args else ["--snapshot", str(demo_dir), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_port_in_use_is_named(demo_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = serve_command(demo_dir, "--transport", "http", "--port", str(port), "--sandbox", "none")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_directory_that_is_not_a_snapshot_is_named(tmp_path: Path) -> None:
+    command = serve_command(tmp_path, "--server", "search_and_scrape_webpage")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert f"{tmp_path / 'manifest.json'}: no snapshot manifest here" in done.stderr
+
+
+def test_without_the_mcp_extra_the_command_says_how_to_install_it(demo_dir: Path) -> None:
+    hide_mcp = "import sys; sys.modules['mcp'] = None; from miroenv.cli import app; app()"
+    command = [
+        sys.executable,
+        "-c",
+        hide_mcp,
+        "serve-mcp",
+        "--snapshot",
+        str(demo_dir),
+        "--server",
+        "tool-python",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "the MCP server needs the `mcp` extra" in done.stderr
+    assert "pip install 'miroenv[mcp]'" in done.stderr
+    listing = subprocess.run(
+        [sys.executable, "-c", hide_mcp, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert listing.returncode == 0 and "serve-mcp" in listing.stdout
