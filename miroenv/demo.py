@@ -8,20 +8,16 @@ sandbox, and answers through the summary turn.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from miroenv.protocol.calls import ToolCall
-from miroenv.protocol.mcp_xml import McpXmlFormat
-from miroenv.tasks import Task, save_tasks
-from miroenv.tools.python import sandbox_public_id
-from miroenv.web.index import build_index_from_snapshot
-from miroenv.web.snapshot import SnapshotWriter
+from miroenv.protocol.base import Action
+from miroenv.tasks import Task
+from miroenv.testing.actions import create_sandbox_call, final_answer, python_call, scrape_call, search_call
+from miroenv.testing.builder import SnapshotBuilder
 
 DEMO_NAME = "demo-history-of-computing"
 DEMO_CAPTURE_DATE = "2025-11-13"
-CAPTURED_AT = "2025-11-13T00:00:00+00:00"
 
 WIKI = "https://en.wikipedia.org/wiki/"
 
@@ -364,129 +360,98 @@ TASKS: list[Task] = [
 ]
 
 
-def _call(server: str, tool: str, **arguments: Any) -> ToolCall:
-    return ToolCall(server=server, name=tool, arguments=arguments)
-
-
-def _search(q: str) -> ToolCall:
-    return _call("search_and_scrape_webpage", "google_search", q=q)
-
-
-def _scrape(url: str, info: str) -> ToolCall:
-    return _call("jina_scrape_llm_summary", "scrape_and_extract_info", url=url, info_to_extract=info)
-
-
-def _turn(thought: str, call: ToolCall) -> str:
-    return f"<think>\n{thought}\n</think>\n\n" + str(McpXmlFormat().render_call(call))
-
-
-def _final(answer: str, reasoning: str) -> list[str]:
-    return [
-        f"<think>\n{reasoning}\n</think>\n\nI have what I need to answer.",
-        f"<think>\nThe summary asks for the final answer only.\n</think>\n\n{reasoning}\n\n\\boxed{{{answer}}}",
-    ]
-
-
-ACTIONS: dict[str, list[str]] = {
+ACTIONS: dict[str, list[Action]] = {
     "ada-standard": [
-        _turn(
-            "First find who published the first algorithm for the Analytical Engine.",
-            _search("first published algorithm Analytical Engine author"),
+        search_call(
+            "first published algorithm Analytical Engine author",
+            thought="First find who published the first algorithm for the Analytical Engine.",
         ),
-        _turn(
-            "It was Ada Lovelace. Now the language named after her and its military standard.",
-            _search("programming language named after Ada Lovelace military standard"),
+        search_call(
+            "programming language named after Ada Lovelace military standard",
+            thought="It was Ada Lovelace. Now the language named after her and its military standard.",
         ),
-        _turn(
-            "Read the Ada language page to confirm the standard's designation.",
-            _scrape(WIKI + "Ada_(programming_language)", "first military standard designation and year"),
+        scrape_call(
+            WIKI + "Ada_(programming_language)",
+            "first military standard designation and year",
+            thought="Read the Ada language page to confirm the standard's designation.",
         ),
-        *_final("MIL-STD-1815", "Ada was first standardized as MIL-STD-1815 in 1980."),
+        *final_answer("MIL-STD-1815", "Ada was first standardized as MIL-STD-1815 in 1980."),
     ],
     "babbage-eniac-gap": [
-        _turn("I need Babbage's birth year.", _search("Charles Babbage birth date")),
-        _turn(
-            "Babbage was born in 1791. Searching the same thing again by mistake.",
-            _search("Charles Babbage birth date"),
+        search_call("Charles Babbage birth date", thought="I need Babbage's birth year."),
+        search_call(
+            "Charles Babbage birth date",
+            thought="Babbage was born in 1791. Searching the same thing again by mistake.",
         ),
-        _turn(
-            "The repeat was refused. Now the ENIAC dedication date.", _search("ENIAC formally dedicated date")
+        search_call(
+            "ENIAC formally dedicated date", thought="The repeat was refused. Now the ENIAC dedication date."
         ),
-        _turn(
-            "Let me check a page that may not be captured.",
-            _scrape("https://www.example.org/eniac-history", "dedication date"),
+        scrape_call(
+            "https://www.example.org/eniac-history",
+            "dedication date",
+            thought="Let me check a page that may not be captured.",
         ),
-        _turn(
-            "That page is not available; the ENIAC article has it.",
-            _scrape(WIKI + "ENIAC", "date ENIAC was formally dedicated"),
+        scrape_call(
+            WIKI + "ENIAC",
+            "date ENIAC was formally dedicated",
+            thought="That page is not available; the ENIAC article has it.",
         ),
-        *_final("155", "ENIAC was dedicated on 15 February 1946; 1946 - 1791 = 155."),
+        *final_answer("155", "ENIAC was dedicated on 15 February 1946; 1946 - 1791 = 155."),
     ],
     "turing-award-first": [
-        _turn(
-            "Who wrote 'Computing Machinery and Intelligence'?",
-            _search("author of Computing Machinery and Intelligence"),
+        search_call(
+            "author of Computing Machinery and Intelligence",
+            thought="Who wrote 'Computing Machinery and Intelligence'?",
         ),
         "<think>\nAlan Turing. Now the award's first recipient.\n</think>\n\n<use_mcp_tool>\n<server_name>"
         "search_and_scrape_webpage</server_name>\n<tool_name>google_search</tool_name>\n<arguments>\n"
         "{'q': 'Turing Award first recipient',}\n</arguments>\n</use_mcp_tool>",
-        _turn(
-            "The search says Alan Perlis; confirm on the award page.",
-            _scrape(WIKI + "Turing_Award", "first recipient of the Turing Award"),
+        scrape_call(
+            WIKI + "Turing_Award",
+            "first recipient of the Turing Award",
+            thought="The search says Alan Perlis; confirm on the award page.",
         ),
-        *_final("Alan Perlis", "The first Turing Award, in 1966, went to Alan Perlis."),
+        *final_answer("Alan Perlis", "The first Turing Award, in 1966, went to Alan Perlis."),
     ],
     "birth-years-product": [
-        _turn("Find both birth years first.", _search("birth years of Ada Lovelace and Alan Turing")),
-        _turn(
-            "Ada Lovelace was born in 1815 and Alan Turing in 1912. I will compute the product in Python.",
-            _call("tool-python", "create_sandbox"),
+        search_call("birth years of Ada Lovelace and Alan Turing", thought="Find both birth years first."),
+        create_sandbox_call(
+            thought="Ada Lovelace was born in 1815 and Alan Turing in 1912. I will compute the product in Python."
         ),
-        _turn(
-            "Run the multiplication in the sandbox.",
-            _call(
-                "tool-python",
-                "run_python_code",
-                sandbox_id=sandbox_public_id("birth-years-product", 1),
-                code_block="ada, turing = 1815, 1912\nada * turing",
-            ),
+        python_call(
+            "ada, turing = 1815, 1912\nada * turing",
+            task_id="birth-years-product",
+            thought="Run the multiplication in the sandbox.",
         ),
-        *_final("3470280", "1815 * 1912 = 3470280, as computed in the sandbox."),
+        *final_answer("3470280", "1815 * 1912 = 3470280, as computed in the sandbox."),
     ],
     "baby-first-program": [
-        _turn(
-            "Search for the Manchester Baby's first program.", _search("Manchester Baby first program date")
+        search_call(
+            "Manchester Baby first program date", thought="Search for the Manchester Baby's first program."
         ),
         "<think>\nI will open the page.\n</think>\n\n<use_mcp_tool>\n<server_name>jina_scrape_llm_summary"
         '</server_name>\n<arguments>\n{"url": "' + WIKI + 'Manchester_Baby"}\n</arguments>\n</use_mcp_tool>',
-        _turn(
-            "I forgot the tool name; try again properly.",
-            _scrape(WIKI + "Manchester_Baby", "date of the first program run"),
+        scrape_call(
+            WIKI + "Manchester_Baby",
+            "date of the first program run",
+            thought="I forgot the tool name; try again properly.",
         ),
-        *_final("1948-06-21", "The Baby ran its first program on 21 June 1948."),
+        *final_answer("1948-06-21", "The Baby ran its first program on 21 June 1948."),
     ],
 }
 
 
 def build_demo(path: str | Path) -> Path:
     """Write the demo snapshot, `tasks.jsonl` and `actions.jsonl` into `path` (replacing what is there)."""
-    path = Path(path)
-    with SnapshotWriter(
-        path,
-        name=DEMO_NAME,
+    builder = SnapshotBuilder(
+        DEMO_NAME,
         capture_date=DEMO_CAPTURE_DATE,
         description="A dozen pages on the history of computing, written for the miroenv demo.",
-        overwrite=True,
-    ) as writer:
-        for url, (title, text) in PAGES.items():
-            writer.add_page(
-                url, title=title, text=text, captured_at=CAPTURED_AT, content_type="text/markdown"
-            )
-        for query, organic in SEARCHES.items():
-            writer.add_search(query, organic=organic, recorded_at=CAPTURED_AT)
-    build_index_from_snapshot(path)
-    save_tasks(TASKS, path / "tasks.jsonl")
-    with (path / "actions.jsonl").open("w", encoding="utf-8") as handle:
-        for task in TASKS:
-            handle.write(json.dumps({"task_id": task.task_id, "actions": ACTIONS[task.task_id]}) + "\n")
-    return path
+    )
+    for url, (title, text) in PAGES.items():
+        builder.page(url, text, title=title, content_type="text/markdown")
+    for query, organic in SEARCHES.items():
+        builder.search(query, organic)
+    for task in TASKS:
+        builder.task(task, actions=ACTIONS[task.task_id])
+    return builder.build(path)

@@ -26,7 +26,7 @@ from miroenv.tasks import Task, load_tasks
 from miroenv.tokens import TokenCounter, approx_token_count
 from miroenv.tools.base import EpisodeContext
 from miroenv.tools.profiles import get_profile
-from miroenv.tools.runner import CallOutcome, problem_outcome, run_call
+from miroenv.tools.runner import CallOutcome, CallRunner, problem_outcome, run_call
 from miroenv.web.base import Web
 from miroenv.web.llm_extract import LLMExtractor
 from miroenv.web.snapshot import Snapshot
@@ -157,6 +157,8 @@ class ResearchEnv(gym.Env[str, Any]):
         self._clock = clock
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self._router = self.profile.router()
+        self.call_runner: CallRunner = run_call
+        """Runs each parsed tool call; `run_call` unless a wrapper hooks in (`miroenv.testing.FaultInjection`)."""
         self.render_mode = render_mode
         self.observation_space = UnicodeText(MAX_TEXT_CHARS)
         self.action_space = UnicodeText(MAX_TEXT_CHARS)
@@ -247,7 +249,7 @@ class ResearchEnv(gym.Env[str, Any]):
                 break
             ep.tool_calls += 1
             outcomes.append(
-                run_call(
+                self.call_runner(
                     call,
                     self._router,
                     ep.ctx,

@@ -6,6 +6,7 @@ familiar messages: `Unknown tool: X`, `Error executing tool X: ...`, `Tool call 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from miroenv.protocol.calls import ErrorKind, ParseProblem, ToolCall
-from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolFailure, ToolServer
+from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure, ToolServer
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,15 @@ class ToolThreads:
 
 _TOOL_THREADS = ToolThreads()
 
+ToolIntercept = Callable[[str, Tool[Any], ToolArguments, Callable[[], str]], Callable[[], str]]
+"""Given a resolved call (server, tool, validated arguments) and the function that would run it, the function
+to run instead; how fault injection makes a call fail the way the real failure would."""
+
+
+def timeout_message(describe: str, timeout: float) -> str:
+    """The result text of a call abandoned after `timeout` seconds (`describe` names the call)."""
+    return f"{describe} failed. Error: timed out after {timeout:.3g} s"
+
 
 def run_with_timeout(fn: Callable[[], str], timeout: float | None, describe: str) -> str:
     """`fn()`, or `InfraFailure` when it takes longer than `timeout` seconds (None: no limit, same thread).
@@ -163,7 +173,7 @@ def run_with_timeout(fn: Callable[[], str], timeout: float | None, describe: str
         return fn()
     job = _TOOL_THREADS.submit(fn)
     if not job.done.wait(max(timeout, 0.0)):
-        raise InfraFailure(f"{describe} failed. Error: timed out after {timeout:.3g} s")
+        raise InfraFailure(timeout_message(describe, timeout))
     if job.error is not None:
         raise job.error
     assert job.result is not None
@@ -177,11 +187,13 @@ def run_call(
     max_chars: int,
     clock: Callable[[], float] = time.perf_counter,
     timeout: float | None = None,
+    intercept: ToolIntercept | None = None,
 ) -> CallOutcome:
     """Execute `call`; every failure becomes an outcome with an error kind, never an exception.
 
     With a `timeout`, a call still running after that many seconds is reported as an `infra` error at once,
-    so one hung tool cannot hold up a batch of episodes.
+    so one hung tool cannot hold up a batch of episodes. An `intercept` may replace the tool's execution once
+    the call has resolved and its arguments validated (fault injection).
 
     A result recorded in the snapshot for exactly this call (an imported agent log) is returned verbatim,
     uncut, so the replay sees the bytes the original agent saw.
@@ -208,8 +220,11 @@ def run_call(
             args = tool.arguments_model.model_validate(call.arguments)
         except ValidationError as exc:
             raise ToolFailure(describe_validation_error(tool.name, exc)) from exc
+        execute: Callable[[], str] = functools.partial(tool.run, args, ctx)
+        if intercept is not None:
+            execute = intercept(server, tool, args, execute)
         text = run_with_timeout(
-            lambda: tool.run(args, ctx),
+            execute,
             timeout if tool.may_hang(ctx) else None,
             f"Tool call to {call.name} on {server}",
         )
@@ -235,6 +250,12 @@ def run_call(
         duration_s=clock() - start,
         truncated=truncated,
     )
+
+
+CallRunner = Callable[
+    [ToolCall, ToolRouter, EpisodeContext, int, Callable[[], float], float | None], CallOutcome
+]
+"""The signature of `run_call`: what `ResearchEnv.call_runner` holds (a hook for fault injection)."""
 
 
 def problem_outcome(problem: ParseProblem) -> CallOutcome:
