@@ -49,6 +49,15 @@ class StepRecord(BaseModel):
     duration_s: float = 0.0
 
 
+OPTIONAL_STEP_INFO = ("faults",)
+"""`info` keys recorded in a step only when a wrapper adds them (`faults` from `miroenv.testing.FaultInjection`)."""
+
+
+def _optional_step_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The optional `info` entries this step has, so plain episodes' records stay as they were."""
+    return {key: info[key] for key in OPTIONAL_STEP_INFO if key in info}
+
+
 class TrajectoryFooter(BaseModel):
     """How the episode ended: answer, reward and its breakdown, budget use."""
 
@@ -190,6 +199,7 @@ class RecordTrajectory(gym.Wrapper[str, Any, str, Any]):
                 error_kinds=info.get("error_kinds", []),
                 budget=info.get("budget", {}),
                 duration_s=time.perf_counter() - start,
+                **_optional_step_fields(info),
             )
         )
         if (terminated or truncated) and not self._footer_written:

@@ -319,6 +319,8 @@ def test_same_seed_gives_identical_trajectories_and_another_seed_different_ones(
         assert [s.observation for s in one.steps] == [s.observation for s in two.steps]
     assert first_faults == second_faults
     assert {f["kind"] for f in first_faults} == set(FAULT_KINDS), first_faults
+    recorded = [fault for t in first for step in t.steps for fault in getattr(step, "faults", [])]
+    assert recorded == first_faults  # the trajectory log keeps what was injected, step by step
 
     other, other_faults = _run_demo(demo_dir, tmp_path / "c.jsonl", 12, tasks)
     assert other_faults != first_faults
