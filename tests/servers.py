@@ -9,6 +9,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, reply: Any, headers: dict[str, str] | None = None
+) -> None:
+    """Answer the request `handler` serves with `reply` as JSON."""
+    data = json.dumps(reply).encode()
+    handler.send_response(status)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class CompletionServer:
     """A small OpenAI-compatible chat-completions server on 127.0.0.1 with scripted answers."""
 
@@ -32,12 +46,7 @@ class CompletionServer:
                     "choices": [{"message": {"role": "assistant", "content": f"ANSWER({info})"}}],
                     "usage": {"total_tokens": 42},
                 }
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, 200, reply)
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -88,14 +97,7 @@ class ChatScriptServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status, headers, reply = server._answer(body, self.headers.get("Authorization"))
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, reply, headers)
 
             def log_message(self, *args: Any) -> None:
                 return
