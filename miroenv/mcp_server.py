@@ -3,10 +3,18 @@
 Each tool server of the profile (MiroThinker v1.0: `tool-python`, `search_and_scrape_webpage`,
 `jina_scrape_llm_summary`) becomes one MCP server with the same name, tool names, descriptions and input
 schemas as the profile's `ToolSpec`s. A call goes through `run_call`, the code path of an env step, so the
-result text is what an episode would show. Every MCP session (a stdio process, or a streamable-HTTP session
-id) gets its own `EpisodeContext`: its sandboxes are invisible to other sessions and are released when the
-session ends. The servers speak the handshake protocol era (`initialize`), as MiroThinker's FastMCP servers
-do: the stateless 2026 era has no session to hang sandboxes on.
+result text is what an episode would show. Every MCP session (a stdio process, a streamable-HTTP session id
+or an SSE connection) gets its own `EpisodeContext`.
+
+Sandboxes have a scope. In `session` scope (the default) they belong to the session's episode: invisible to
+other sessions and released when the session ends. In `server` scope they belong to the serving process, as
+E2B sandboxes belong to E2B rather than to MiroThinker's `tool-python` process: any connection can use one
+by its (unguessable) id until it has been idle for `create_sandbox`'s `timeout` or the server shuts down.
+That is what MiroThinker's tool manager needs, since it opens a new connection for every tool call.
+
+The servers speak the handshake protocol era (`initialize`), as MiroThinker's FastMCP servers do: the
+stateless 2026 era has no session to hang episode state on. `serve_stdio_proxy` serves one server over
+stdio by forwarding to a long-lived HTTP server, so per-call stdio processes share its sandboxes.
 """
 
 from __future__ import annotations
@@ -14,30 +22,36 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
+import secrets
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import anyio
 import anyio.to_thread
 import mcp_types as types
 import uvicorn
+from mcp.client.client import Client
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.runner import serve_loop
+from mcp.server.sse import SseServerTransport
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from miroenv._version import __version__
 from miroenv.protocol.calls import ToolCall
@@ -45,7 +59,7 @@ from miroenv.sandbox.base import SandboxBackend
 from miroenv.tasks import Task
 from miroenv.tools.base import EpisodeContext, Tool, ToolServer
 from miroenv.tools.profiles import ToolProfile
-from miroenv.tools.python import SANDBOXES_KEY, SandboxTool
+from miroenv.tools.python import DEFAULT_TIMEOUT, SANDBOXES_KEY, CreateSandbox, SandboxTool
 from miroenv.tools.runner import CallOutcome, run_call
 from miroenv.web.base import Web
 
@@ -62,9 +76,33 @@ MAX_CONCURRENT_CALLS = 256
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+SandboxScope = Literal["session", "server"]
+SANDBOX_SCOPES: tuple[str, ...] = get_args(SandboxScope)
+
+SANDBOX_REFRESH_S = float(DEFAULT_TIMEOUT)
+"""How long a server-scope sandbox lives after each call on it: MiroThinker's `tool-python` resets an E2B
+sandbox's timeout to its 600 s default before and after every call."""
+
+EXPIRY_CHECK_S = 1.0
+"""How often server-scope sandboxes are checked for expiry (a release is at most this late)."""
+
 
 class CannotListen(Exception):
     """The HTTP address could not be bound (port in use, address not local, not permitted)."""
+
+
+class CannotConnect(Exception):
+    """A stdio proxy's upstream server could not be reached, or does not serve the requested server."""
+
+
+class Endpoint(BaseModel):
+    """Where one MCP server can be reached over one HTTP transport."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server: str
+    transport: Literal["streamable-http", "sse"]
+    url: str
 
 
 def select_servers(profile: ToolProfile, names: Sequence[str] = ()) -> tuple[ToolServer, ...]:
@@ -83,16 +121,123 @@ def needs_sandboxes(servers: Sequence[ToolServer]) -> bool:
     return any(isinstance(tool, SandboxTool) for server in servers for tool in server.tools)
 
 
+def sandbox_lifetime(arguments: Mapping[str, Any]) -> float:
+    """Seconds a new server-scope sandbox lives if unused: `create_sandbox`'s `timeout`, capped at 600 s as
+    MiroThinker caps it; a missing, non-numeric or non-positive value gives the 600 s default."""
+    value = arguments.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(value, bool):
+        return SANDBOX_REFRESH_S
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return SANDBOX_REFRESH_S
+    if not math.isfinite(seconds) or seconds <= 0:
+        return SANDBOX_REFRESH_S
+    return min(seconds, SANDBOX_REFRESH_S)
+
+
 @dataclass
 class SessionEpisode:
-    """One MCP session's episode: its context and a lock that runs its calls one at a time, as a step does."""
+    """An episode and the lock that runs its calls one at a time, as a step does: one per MCP session, and
+    one per sandbox in server scope."""
 
     ctx: EpisodeContext
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
+@dataclass
+class SharedSandbox:
+    """A server-scope sandbox: the episode holding it (whose lock orders its calls), and when it expires."""
+
+    episode: SessionEpisode
+    label: str
+    """`backend:id` (the backend's own id, never the public one, which is a capability): for logs."""
+    expires_at: float
+    released: bool = False
+
+
+class SharedSandboxes:
+    """Server-scope sandboxes, addressable by public id from any connection of the process.
+
+    Each lives in an episode of its own whose task id is a fresh 256-bit secret, so its public id (derived
+    from the task id, as every sandbox id is) cannot be guessed: ids are capabilities shared across
+    connections. A sandbox is released `timeout` seconds after `create_sandbox` if unused, 600 s after the
+    end of its last call (E2B's timeout, as MiroThinker refreshes it), or when serving stops; never while a
+    call on it runs.
+    """
+
+    def __init__(self, tools: ServedTools) -> None:
+        self._tools = tools
+        self._by_id: dict[str, SharedSandbox] = {}
+
+    def find(self, arguments: Mapping[str, Any]) -> SharedSandbox | None:
+        """The live sandbox a call's `sandbox_id` names, if any."""
+        sandbox_id = arguments.get("sandbox_id")
+        return self._by_id.get(sandbox_id) if isinstance(sandbox_id, str) else None
+
+    async def create(self, server: str, tool: str, arguments: dict[str, Any]) -> CallOutcome:
+        """Run `create_sandbox` in a fresh episode and keep the sandbox it made under its public id."""
+        episode_id = f"mcp-sandbox-{uuid.uuid4().hex[:16]}"
+        episode = SessionEpisode(self._tools.new_episode(episode_id, task_id=secrets.token_hex(32)))
+        outcome = await self._tools.call_in_thread(episode.ctx, server, tool, arguments)
+        made: dict[str, Any] = episode.ctx.state.get(SANDBOXES_KEY, {})
+        if len(made) != 1:  # refused or failed: nothing to keep
+            await anyio.to_thread.run_sync(episode.ctx.close)
+            return outcome
+        ((public_id, sandbox),) = made.items()
+        lifetime = sandbox_lifetime(arguments)
+        label = f"{getattr(sandbox, 'backend', type(sandbox).__name__)}:{sandbox.sandbox_id}"
+        self._by_id[public_id] = SharedSandbox(episode, label, time.monotonic() + lifetime)
+        logger.info("server-scope sandbox %s created; released after %g s unused", label, lifetime)
+        return outcome
+
+    async def call(
+        self, entry: SharedSandbox, server: str, tool: str, arguments: dict[str, Any]
+    ) -> CallOutcome | None:
+        """Run a call in the sandbox's episode, refreshing its timeout; None if it was released meanwhile."""
+        async with entry.episode.lock:
+            if entry.released:
+                return None
+            entry.expires_at = time.monotonic() + SANDBOX_REFRESH_S
+            try:
+                return await self._tools.call_in_thread(entry.episode.ctx, server, tool, arguments)
+            finally:
+                entry.expires_at = time.monotonic() + SANDBOX_REFRESH_S
+
+    async def expire(self) -> None:
+        """Release every sandbox past its expiry with no call running on it."""
+        now = time.monotonic()
+        due = [
+            (public_id, entry)
+            for public_id, entry in self._by_id.items()
+            if entry.expires_at <= now and not entry.episode.lock.locked()
+        ]
+        for public_id, entry in due:
+            del self._by_id[public_id]
+            entry.released = True
+        for _, entry in due:
+            await anyio.to_thread.run_sync(entry.episode.ctx.close)
+            logger.info("server-scope sandbox %s expired; released", entry.label)
+
+    async def expire_forever(self) -> None:
+        """Check for expired sandboxes every `EXPIRY_CHECK_S` until cancelled."""
+        while True:
+            await anyio.sleep(EXPIRY_CHECK_S)
+            await self.expire()
+
+    async def release_all(self) -> None:
+        """Release every sandbox (serving stops), waiting for calls still running on them."""
+        entries = list(self._by_id.values())
+        self._by_id.clear()
+        for entry in entries:
+            async with entry.episode.lock:
+                entry.released = True
+            await anyio.to_thread.run_sync(entry.episode.ctx.close)
+        logger.info("released %d server-scope sandbox(es) at shutdown", len(entries))
+
+
 class ServedTools:
-    """What one `serve-mcp` process offers: a snapshot, a profile's servers and a sandbox backend."""
+    """What one `serve-mcp` process offers: a snapshot, a profile's servers, a sandbox backend and scope."""
 
     def __init__(
         self,
@@ -101,28 +246,39 @@ class ServedTools:
         servers: Sequence[ToolServer] = (),
         *,
         sandboxes: SandboxBackend | None = None,
+        sandbox_scope: SandboxScope = "session",
         tool_timeout_s: float | None = None,
         output_dir: Path | None = None,
     ) -> None:
+        if sandbox_scope not in SANDBOX_SCOPES:
+            raise ValueError(
+                f"unknown sandbox scope {sandbox_scope!r}; choose one of: {', '.join(SANDBOX_SCOPES)}"
+            )
         self.web = web
         self.profile = profile
         self.servers = tuple(servers) or profile.servers
         self.sandboxes = sandboxes
+        self.sandbox_scope = sandbox_scope
         self.tool_timeout_s = tool_timeout_s
         self.output_dir = output_dir
+        self.shared = SharedSandboxes(self) if sandbox_scope == "server" else None
         self._router = profile.router()
+        self._tools = {(server.name, tool.name): tool for server in self.servers for tool in server.tools}
         self._limiter: anyio.CapacityLimiter | None = None
 
-    def open_episode(self, server: str) -> EpisodeContext:
-        """A fresh episode for one session; its id (also its task id) makes its sandbox ids unique."""
-        episode_id = f"mcp-{server}-{uuid.uuid4().hex[:16]}"
+    def new_episode(self, episode_id: str, task_id: str | None = None) -> EpisodeContext:
+        """A fresh episode; its task id (the episode id unless given) is what its sandbox ids derive from."""
         return EpisodeContext(
             web=self.web,
-            task=Task(task_id=episode_id, question="(an MCP session)"),
+            task=Task(task_id=task_id or episode_id, question="(an MCP session)"),
             episode_id=episode_id,
             sandboxes=self.sandboxes,
             output_dir=self.output_dir / episode_id if self.output_dir is not None else None,
         )
+
+    def open_episode(self, server: str) -> EpisodeContext:
+        """A fresh episode for one session; its id (also its task id) makes its sandbox ids unique."""
+        return self.new_episode(f"mcp-{server}-{uuid.uuid4().hex[:16]}")
 
     def call(self, ctx: EpisodeContext, server: str, tool: str, arguments: dict[str, Any]) -> CallOutcome:
         """Run one call in `ctx` exactly as an env step would (blocking: call it from a worker thread)."""
@@ -135,15 +291,46 @@ class ServedTools:
         )
 
     async def call_in_thread(
-        self, episode: SessionEpisode, server: str, tool: str, arguments: dict[str, Any]
+        self, ctx: EpisodeContext, server: str, tool: str, arguments: dict[str, Any]
     ) -> CallOutcome:
-        """`call` in a worker thread, after the session's earlier calls, without blocking the event loop."""
+        """`call` in a worker thread, without blocking the event loop (the caller holds the episode's lock)."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(MAX_CONCURRENT_CALLS)
+        return await anyio.to_thread.run_sync(self.call, ctx, server, tool, arguments, limiter=self._limiter)
+
+    async def handle(
+        self, episode: SessionEpisode, server: str, tool: str, arguments: dict[str, Any]
+    ) -> CallOutcome:
+        """A session's call, after its earlier ones: in server scope, sandbox calls go to the shared sandbox
+        they name (or make one); anything else, and an id no shared sandbox has, runs in the session."""
         async with episode.lock:
-            return await anyio.to_thread.run_sync(
-                self.call, episode.ctx, server, tool, arguments, limiter=self._limiter
-            )
+            known = self._tools.get((server, tool))
+            if self.shared is not None and isinstance(known, SandboxTool):
+                if isinstance(known, CreateSandbox):
+                    return await self.shared.create(server, tool, arguments)
+                entry = self.shared.find(arguments)
+                if entry is not None:
+                    outcome = await self.shared.call(entry, server, tool, arguments)
+                    if outcome is not None:
+                        return outcome
+            return await self.call_in_thread(episode.ctx, server, tool, arguments)
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """While transports serve: expire server-scope sandboxes in the background, and release them all at
+        the end (after the sessions, whose exit runs first)."""
+        shared = self.shared
+        if shared is None:
+            yield
+            return
+        async with anyio.create_task_group() as group:
+            group.start_soon(shared.expire_forever)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await shared.release_all()
 
 
 def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
@@ -190,6 +377,30 @@ async def _close_episode(episode: SessionEpisode) -> None:
     logger.info("session %s ended; released %d sandbox(es)", episode.ctx.episode_id, sandboxes)
 
 
+CallTool = Callable[
+    [ServerRequestContext[Any, Any], types.CallToolRequestParams], Awaitable[types.CallToolResult]
+]
+"""A low-level `tools/call` handler."""
+
+
+def lowlevel_server(name: str, listing: types.ListToolsResult, call_tool: CallTool) -> Server[Any]:
+    """An MCP server that lists `listing` (schemas exactly as given) and answers calls with `call_tool`."""
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return listing
+
+    async def no_discover(ctx: ServerRequestContext[Any, Any], params: types.RequestParams) -> None:
+        raise MCPError(types.METHOD_NOT_FOUND, "Method not found", "server/discover")
+
+    lowlevel = Server(name, version=__version__, on_list_tools=list_tools, on_call_tool=call_tool)
+    # A client probing for the stateless 2026 era falls back to the initialize handshake, as with FastMCP.
+    lowlevel.add_request_handler("server/discover", types.RequestParams, no_discover)
+    lowlevel.middleware.append(exact_schemas({tool.name: tool.input_schema for tool in listing.tools}))
+    return lowlevel
+
+
 def build_server(tools: ServedTools, server: ToolServer) -> Server[Any]:
     """One MCP server for `server`: its tool listing, and calls run in the requesting session's episode."""
     by_name = {tool.name: tool for tool in server.tools}
@@ -210,11 +421,6 @@ def build_server(tools: ServedTools, server: ToolServer) -> Server[Any]:
             logger.info("session %s started", episode.ctx.episode_id)
         return episode
 
-    async def list_tools(
-        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        return listing
-
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
@@ -225,17 +431,10 @@ def build_server(tools: ServedTools, server: ToolServer) -> Server[Any]:
                 "protocol era only; connect without pinning a 2026 protocol version",
             )
         arguments = dict(params.arguments or {})
-        outcome = await tools.call_in_thread(session_episode(ctx), server.name, params.name, arguments)
+        outcome = await tools.handle(session_episode(ctx), server.name, params.name, arguments)
         return tool_result(outcome, _rejected_call(by_name, params.name, arguments))
 
-    async def no_discover(ctx: ServerRequestContext[Any, Any], params: types.RequestParams) -> None:
-        raise MCPError(types.METHOD_NOT_FOUND, "Method not found", "server/discover")
-
-    lowlevel = Server(server.name, version=__version__, on_list_tools=list_tools, on_call_tool=call_tool)
-    # A client probing for the stateless 2026 era falls back to the initialize handshake, as with FastMCP.
-    lowlevel.add_request_handler("server/discover", types.RequestParams, no_discover)
-    lowlevel.middleware.append(exact_schemas({spec.name: spec.input_schema for spec in server.specs()}))
-    return lowlevel
+    return lowlevel_server(server.name, listing, call_tool)
 
 
 def exact_schemas(schemas: Mapping[str, dict[str, Any]]) -> ServerMiddleware[Any]:
@@ -261,17 +460,103 @@ def exact_schemas(schemas: Mapping[str, dict[str, Any]]) -> ServerMiddleware[Any
 async def serve_stdio(tools: ServedTools, server: ToolServer) -> None:
     """Serve one server over this process's stdin/stdout until end of input; the session ends with it."""
     lowlevel = build_server(tools, server)
-    async with stdio_server() as (read_stream, write_stream):
+    async with tools.serving(), stdio_server() as (read_stream, write_stream):
         await serve_loop(lowlevel, read_stream, write_stream, lifespan_state={})
 
 
+def upstream_url(base_url: str, server: str) -> str:
+    """The streamable-HTTP URL of `server` on a `serve-mcp --transport http` at `base_url`."""
+    return f"{base_url.rstrip('/')}/{server}/mcp"
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for a failure, looking inside the exception groups task groups raise."""
+    inner = getattr(exc, "exceptions", ())  # an exception group (a builtin from Python 3.11 on)
+    while inner and isinstance(inner[0], BaseException):
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", ())
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def serve_stdio_proxy(base_url: str, server: str) -> None:
+    """Serve `server` over stdin/stdout by forwarding to the long-lived `serve-mcp` at `base_url`.
+
+    The proxy holds one upstream session for its own lifetime and passes listings and results through
+    unchanged; with the upstream in server scope, sandboxes outlive the proxy, so a framework that starts a
+    stdio process per tool call (MiroThinker's tool manager) keeps them across calls.
+    """
+    url = upstream_url(base_url, server)
+    try:
+        await _forward_stdio(url, server)
+    except CannotConnect:
+        raise
+    except Exception as exc:  # the upstream went away mid-session: its client's task group fails
+        raise CannotConnect(f"lost the connection to {server} at {url}: {_reason(exc)}") from exc
+
+
+async def _forward_stdio(url: str, server: str) -> None:
+    """`serve_stdio_proxy`'s session: connect to `url`, then serve stdin/stdout until end of input."""
+    async with AsyncExitStack() as stack:
+        try:
+            upstream = await stack.enter_async_context(Client(url, mode="legacy"))
+            listing = await upstream.list_tools()
+        except Exception as exc:
+            raise CannotConnect(f"cannot reach {server} at {url}: {_reason(exc)}") from exc
+        served = upstream.server_info.name if upstream.server_info is not None else None
+        if served != server:
+            raise CannotConnect(f"{url} serves {served!r}, not {server!r}")
+
+        async def call_tool(
+            ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
+            try:
+                return await upstream.call_tool(params.name, params.arguments)
+            except MCPError:
+                raise
+            except Exception as exc:
+                raise MCPError(types.INTERNAL_ERROR, f"upstream {url} failed: {_reason(exc)}") from exc
+
+        lowlevel = lowlevel_server(server, listing, call_tool)
+        async with stdio_server() as (read_stream, write_stream):
+            await serve_loop(lowlevel, read_stream, write_stream, lifespan_state={})
+
+
 def server_path(server: ToolServer) -> str:
-    """The URL path of a server in the HTTP app: `/<server name>/mcp`."""
+    """The URL path of a server's streamable-HTTP endpoint: `/<server name>/mcp`."""
     return f"/{server.name}/mcp"
 
 
+def sse_path(server: ToolServer) -> str:
+    """The URL path of a server's SSE endpoint (the older HTTP+SSE transport): `/<server name>/sse`."""
+    return f"/{server.name}/sse"
+
+
+def sse_messages_path(server: ToolServer) -> str:
+    """Where an SSE client posts its messages (the `endpoint` event tells it): `/<server name>/messages/`."""
+    return f"/{server.name}/messages/"
+
+
+class SseEndpoint:
+    """ASGI app for a server's SSE stream: every GET is one MCP session, served until the client leaves."""
+
+    def __init__(self, transport: SseServerTransport, lowlevel: Server[Any]) -> None:
+        self.transport = transport
+        self.lowlevel = lowlevel
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with AsyncExitStack() as stack:
+            try:
+                read_stream, write_stream = await stack.enter_async_context(
+                    self.transport.connect_sse(scope, receive, send)
+                )
+            except ValueError:  # refused (DNS rebinding protection); the transport has answered
+                return
+            await serve_loop(self.lowlevel, read_stream, write_stream, lifespan_state={})
+
+
 def http_app(tools: ServedTools, host: str = "127.0.0.1") -> Starlette:
-    """A Starlette app serving every server of `tools` over streamable HTTP, each at `server_path`.
+    """A Starlette app serving every server of `tools` over streamable HTTP (at `server_path`) and over
+    HTTP+SSE (at `sse_path`, the transport MiroThinker's tool manager uses for URL-configured servers).
 
     Bound to a local host, requests must name a local Host and Origin (DNS rebinding protection, as the SDK
     sets up for its own apps).
@@ -285,22 +570,25 @@ def http_app(tools: ServedTools, host: str = "127.0.0.1") -> Starlette:
         if host in LOCAL_HOSTS
         else None
     )
+    lowlevels = [build_server(tools, server) for server in tools.servers]
     managers = [
-        StreamableHTTPSessionManager(app=build_server(tools, server), security_settings=security)
-        for server in tools.servers
+        StreamableHTTPSessionManager(app=lowlevel, security_settings=security) for lowlevel in lowlevels
     ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(tools.serving())
             for manager in managers:
                 await stack.enter_async_context(manager.run())
             yield
 
-    routes = [
-        Route(server_path(server), endpoint=StreamableHTTPASGIApp(manager))
-        for server, manager in zip(tools.servers, managers, strict=True)
-    ]
+    routes: list[Route | Mount] = []
+    for server, lowlevel, manager in zip(tools.servers, lowlevels, managers, strict=True):
+        sse = SseServerTransport(sse_messages_path(server), security_settings=security)
+        routes.append(Route(server_path(server), endpoint=StreamableHTTPASGIApp(manager)))
+        routes.append(Route(sse_path(server), endpoint=SseEndpoint(sse, lowlevel), methods=["GET"]))
+        routes.append(Mount(sse_messages_path(server), app=sse.handle_post_message))
     return Starlette(routes=routes, lifespan=lifespan)
 
 
@@ -310,14 +598,27 @@ def format_url(host: str, port: int, path: str) -> str:
     return f"http://{shown}:{port}{path}"
 
 
+def endpoints(tools: ServedTools, host: str, port: int) -> list[Endpoint]:
+    """Every server's streamable-HTTP endpoint, then every server's SSE endpoint."""
+    return [
+        Endpoint(
+            server=server.name, transport="streamable-http", url=format_url(host, port, server_path(server))
+        )
+        for server in tools.servers
+    ] + [
+        Endpoint(server=server.name, transport="sse", url=format_url(host, port, sse_path(server)))
+        for server in tools.servers
+    ]
+
+
 async def serve_http(
     tools: ServedTools,
     host: str = "127.0.0.1",
     port: int = 8000,
-    on_ready: Callable[[dict[str, str]], None] | None = None,
+    on_ready: Callable[[list[Endpoint]], None] | None = None,
 ) -> None:
-    """Serve every server over streamable HTTP until interrupted; `on_ready` gets {server: URL} once the
-    port listens (port 0 picks a free one)."""
+    """Serve every server over streamable HTTP and SSE until interrupted; `on_ready` gets the endpoints
+    once the port listens (port 0 picks a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -331,7 +632,6 @@ async def serve_http(
         http_app(tools, host), log_level="warning", lifespan="on", timeout_graceful_shutdown=5
     )
     web_server = uvicorn.Server(config)
-    urls = {server.name: format_url(host, bound_port, server_path(server)) for server in tools.servers}
     with contextlib.closing(sock):
         async with anyio.create_task_group() as group:
 
@@ -343,4 +643,4 @@ async def serve_http(
             while not web_server.started:
                 await anyio.sleep(0.02)
             if on_ready is not None:
-                on_ready(urls)
+                on_ready(endpoints(tools, host, bound_port))

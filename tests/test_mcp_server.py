@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,15 @@ from miroenv.web.snapshot import Snapshot
 
 mcp = pytest.importorskip("mcp")
 
-from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp import Client, ClientSession, StdioServerParameters  # noqa: E402
+from mcp.client.sse import sse_client  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
-from mcp_types import CallToolResult  # noqa: E402
+from mcp_types import CallToolResult, Tool  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
+from miroenv.cli import app  # noqa: E402
 from tests.sandbox.conftest import skip_or_fail  # noqa: E402
 
 EXPECTED_TOOLS = {
@@ -85,14 +89,35 @@ class HttpServer:
         self._fresh: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._drain, daemon=True).start()
         self.urls: dict[str, str] = {}
+        """Streamable-HTTP URL of each server."""
+        self.sse_urls: dict[str, str] = {}
+        """SSE URL of each server (MiroThinker's URL mode)."""
+        listing = self.urls
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while len(self.urls) < servers:
+        while len(self.sse_urls) < servers:
             line = self._fresh.get(timeout=max(deadline - time.monotonic(), 0.01))
             if line is None:
                 raise AssertionError("serve-mcp exited before listening:\n" + self.log)
+            if line.startswith("serving MCP over SSE"):
+                listing = self.sse_urls
             found = re.match(r"\s+(\S+): (http://\S+)$", line)
             if found:
-                self.urls[found.group(1)] = found.group(2)
+                listing[found.group(1)] = found.group(2)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT`, what `--connect` takes."""
+        return next(iter(self.urls.values())).rsplit("/", 2)[0]
+
+    def wait_for_log(self, pattern: str) -> re.Match[str]:
+        """The first log line matching `pattern`, waiting for it (up to `RELEASE_TIMEOUT`)."""
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        while True:
+            for line in list(self.lines):
+                if found := re.search(pattern, line):
+                    return found
+            assert time.monotonic() < deadline, f"no log line matches {pattern!r}:\n{self.log}"
+            time.sleep(0.05)
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -142,7 +167,11 @@ def sandbox_id_of(result: CallToolResult) -> str:
 
 async def check_listing(client: Client, server: str) -> None:
     """The tool list is MiroThinker's for `server`, with the profile's descriptions and exact schemas."""
-    listed = (await client.list_tools()).tools
+    check_tools((await client.list_tools()).tools, server)
+
+
+def check_tools(listed: Sequence[Tool], server: str) -> None:
+    """These tools are MiroThinker's for `server`, with the profile's descriptions and exact schemas."""
     assert {t.name: t.input_schema.get("required", []) for t in listed} == EXPECTED_TOOLS[server]
     assert [t.name for t in listed] == list(EXPECTED_TOOLS[server])
     specs = {s.name: s for s in mirothinker_v1().specs() if s.server == server}
@@ -174,8 +203,13 @@ async def check_calls(client: Client, server: str, snapshot: Path) -> str | None
 async def hostname(client: Client, sandbox_id: str) -> str:
     """The sandbox's hostname (a Docker container's is the start of its id)."""
     result = await client.call_tool("run_command", {"sandbox_id": sandbox_id, "command": "hostname"})
-    found = re.search(r"stdout='(\S+)\\n'", text(result))
-    assert found, text(result)
+    return host_of(text(result))
+
+
+def host_of(run_command_text: str) -> str:
+    """The hostname in the text of a `run_command` call that ran `hostname`."""
+    found = re.search(r"stdout='(\S+)\\n'", run_command_text)
+    assert found, run_command_text
     return found.group(1)
 
 
@@ -257,12 +291,16 @@ def test_stdio_download_from_sandbox_writes_into_the_sessions_output_dir(
 # -- streamable HTTP: one process, every server at its own path --------------------------------------
 
 
-def test_http_urls_are_logged_one_path_per_server(http_server: HttpServer) -> None:
+def test_http_urls_are_logged_one_path_per_server_and_transport(http_server: HttpServer) -> None:
     port = re.search(r":(\d+)/", http_server.urls["tool-python"])
     assert port
     assert http_server.urls == {
         name: f"http://127.0.0.1:{port.group(1)}/{name}/mcp" for name in EXPECTED_TOOLS
     }
+    assert http_server.sse_urls == {
+        name: f"http://127.0.0.1:{port.group(1)}/{name}/sse" for name in EXPECTED_TOOLS
+    }
+    assert "sandbox scope session" in http_server.log
 
 
 @pytest.mark.parametrize("server", list(EXPECTED_TOOLS))
@@ -417,6 +455,206 @@ def test_http_shutdown_releases_sessions_still_open(demo_dir: Path, sig: int, ex
     wait_until_gone(docker, hosts[0])
 
 
+# -- MiroThinker's tool manager: a new connection for every call ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_server(demo_dir: Path) -> Iterator[HttpServer]:
+    """One HTTP server for the module in server scope: sandboxes outlive the connection that made them."""
+    server = HttpServer(demo_dir, "--sandbox", "auto", "--sandbox-scope", "server")
+    yield server
+    server.stop()
+
+
+Params = StdioServerParameters | str
+"""A server as MiroThinker's `ToolManager` configures it: stdio parameters, or an SSE URL."""
+
+
+async def mirothinker_tool_definitions(params: Params) -> list[Tool]:
+    """`ToolManager.get_all_tool_definitions` for one server: a new connection that lists the tools."""
+    transport = stdio_client(params) if isinstance(params, StdioServerParameters) else sse_client(params)
+    async with transport as (read, write), ClientSession(read, write, sampling_callback=None) as session:
+        await session.initialize()
+        return list((await session.list_tools()).tools)
+
+
+async def mirothinker_call(params: Params, tool: str, arguments: dict[str, Any]) -> str:
+    """`ToolManager.execute_tool_call`: a new stdio process or SSE connection for this one call, whose last
+    content block's text is the result; the connection is closed before the next call."""
+    transport = stdio_client(params) if isinstance(params, StdioServerParameters) else sse_client(params)
+    async with transport as (read, write), ClientSession(read, write, sampling_callback=None) as session:
+        await session.initialize()
+        result = await session.call_tool(tool, arguments=arguments)
+        block = result.content[-1]
+        assert block.type == "text"
+        return block.text
+
+
+def proxy_params(server: HttpServer, name: str) -> StdioServerParameters:
+    """MiroThinker's stdio configuration of `name`, pointed at `server` through `--connect`."""
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "miroenv.cli", "serve-mcp", "--server", name, "--connect", server.base_url],
+    )
+
+
+def created_id(result_text: str) -> str:
+    """The id in `Sandbox created with sandbox_id: ID`."""
+    found = re.fullmatch(r"Sandbox created with sandbox_id: (i[0-9a-f]{19})", result_text)
+    assert found, result_text
+    return found.group(1)
+
+
+@pytest.mark.parametrize("mode", ["sse", "stdio-connect"])
+@pytest.mark.parametrize("server", list(EXPECTED_TOOLS))
+def test_mirothinker_tool_manager_works_unchanged_one_connection_per_call(
+    shared_server: HttpServer, demo_dir: Path, server: str, mode: str
+) -> None:
+    params: Params = shared_server.sse_urls[server] if mode == "sse" else proxy_params(shared_server, server)
+
+    async def main() -> None:
+        check_tools(await mirothinker_tool_definitions(params), server)
+        if server == "search_and_scrape_webpage":
+            found = await mirothinker_call(params, "google_search", SEARCH)
+            assert found == run_tool_once(Snapshot(demo_dir), "google_search", SEARCH).text
+            assert "1791" in found
+        elif server == "jina_scrape_llm_summary":
+            page = await mirothinker_call(params, "scrape_and_extract_info", SCRAPE)
+            assert page == run_tool_once(Snapshot(demo_dir), "scrape_and_extract_info", SCRAPE).text
+            assert "1946" in page
+        else:
+            sandbox_id = created_id(await mirothinker_call(params, "create_sandbox", {}))
+            code = {"sandbox_id": sandbox_id, "code_block": "product = 1791 * 1912"}
+            assert "exit_code=0" in await mirothinker_call(params, "run_python_code", code)
+            code = {"sandbox_id": sandbox_id, "code_block": "print(product)"}
+            assert await mirothinker_call(params, "run_python_code", code) == PRODUCT
+
+    run(main)
+
+
+def test_server_scope_sandboxes_are_shared_by_id_across_transports_and_outlive_connections(
+    shared_server: HttpServer,
+) -> None:
+    docker = docker_client()
+    hosts: list[str] = []
+
+    async def main() -> None:
+        sandbox_id = created_id(
+            await mirothinker_call(proxy_params(shared_server, "tool-python"), "create_sandbox", {})
+        )
+        code = {"sandbox_id": sandbox_id, "code_block": "secret = 41"}
+        assert "exit_code=0" in await mirothinker_call(
+            shared_server.sse_urls["tool-python"], "run_python_code", code
+        )
+        async with Client(shared_server.urls["tool-python"]) as client:
+            code = {"sandbox_id": sandbox_id, "code_block": "print(secret + 1)"}
+            assert "stdout='42\\n'" in text(await client.call_tool("run_python_code", code))
+            hosts.append(await hostname(client, sandbox_id))
+        assert sandbox_id not in shared_server.log  # a capability: never written to the log
+
+    run(main)
+    assert container_exists(docker, hosts[0])  # every connection has ended; the sandbox has not
+
+
+def test_server_scope_refuses_a_made_up_sandbox_id(shared_server: HttpServer) -> None:
+    made_up = "i" + "5eed" * 4 + "abc"
+
+    async def main() -> None:
+        for params in (shared_server.sse_urls["tool-python"], proxy_params(shared_server, "tool-python")):
+            refused = await mirothinker_call(
+                params, "run_python_code", {"sandbox_id": made_up, "code_block": "print(1)"}
+            )
+            assert refused == (
+                f"[ERROR]: Failed to connect to sandbox {made_up}. "
+                "Make sure the sandbox is created and the sandbox_id is correct."
+            )
+        async with Client(shared_server.urls["tool-python"]) as client:
+            result = await client.call_tool("run_command", {"sandbox_id": made_up, "command": "hostname"})
+            assert result.is_error is False and result.meta == {"miroenv/error_kind": "tool"}
+
+    run(main)
+
+
+def test_server_scope_sandbox_is_released_after_its_timeout_unused(shared_server: HttpServer) -> None:
+    docker = docker_client()
+    url = shared_server.sse_urls["tool-python"]
+
+    async def main() -> None:
+        brief = created_id(await mirothinker_call(url, "create_sandbox", {"timeout": 1}))
+        lasting = created_id(await mirothinker_call(url, "create_sandbox", {}))
+        created = shared_server.wait_for_log(r"server-scope sandbox docker:(\w+) created; released after 1 s")
+        brief_host = created.group(1)
+        expired = rf"server-scope sandbox docker:{brief_host} expired; released"
+        await anyio.to_thread.run_sync(shared_server.wait_for_log, expired)
+        await anyio.to_thread.run_sync(wait_until_gone, docker, brief_host)
+        gone = await mirothinker_call(url, "run_python_code", {"sandbox_id": brief, "code_block": "print(1)"})
+        assert gone.startswith(f"[ERROR]: Failed to connect to sandbox {brief}.")
+        still = await mirothinker_call(
+            url, "run_python_code", {"sandbox_id": lasting, "code_block": "print(1791 * 1912)"}
+        )
+        assert still == PRODUCT
+
+    run(main)
+
+
+def test_server_scope_sandboxes_are_released_at_shutdown(demo_dir: Path) -> None:
+    docker = docker_client()
+    server = HttpServer(
+        demo_dir, "--sandbox", "docker", "--sandbox-scope", "server", "--server", "tool-python", servers=1
+    )
+    hosts: list[str] = []
+
+    async def main() -> None:
+        url = server.sse_urls["tool-python"]
+        for _ in range(2):
+            sandbox_id = created_id(await mirothinker_call(url, "create_sandbox", {}))
+            ran = await mirothinker_call(
+                url, "run_command", {"sandbox_id": sandbox_id, "command": "hostname"}
+            )
+            hosts.append(host_of(ran))
+
+    try:
+        run(main)
+        assert all(container_exists(docker, host) for host in hosts)
+    finally:
+        code = server.stop(signal.SIGINT)
+    assert code == 0, server.log
+    assert "released 2 server-scope sandbox(es) at shutdown" in server.log
+    for host in hosts:
+        wait_until_gone(docker, host)
+
+
+def test_sse_sessions_own_their_sandboxes_by_default(http_server: HttpServer) -> None:
+    docker = docker_client()
+    url = http_server.sse_urls["tool-python"]
+    hosts: list[str] = []
+    ids: list[str] = []
+
+    async def main() -> None:
+        async with sse_client(url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            created = await session.call_tool("create_sandbox", {})
+            ids.append(sandbox_id_of(created))
+            result = await session.call_tool("run_command", {"sandbox_id": ids[0], "command": "hostname"})
+            hosts.append(host_of(text(result)))
+        await anyio.to_thread.run_sync(wait_until_gone, docker, hosts[0])  # the SSE connection ended
+        refused = await mirothinker_call(url, "run_python_code", {"sandbox_id": ids[0], "code_block": "1"})
+        assert refused.startswith(f"[ERROR]: Failed to connect to sandbox {ids[0]}.")
+
+    run(main)
+
+
+def test_sandbox_lifetime_follows_create_sandbox_timeout_capped_like_mirothinker() -> None:
+    from miroenv.mcp_server import sandbox_lifetime
+
+    assert sandbox_lifetime({}) == 600
+    assert sandbox_lifetime({"timeout": 30}) == 30
+    assert sandbox_lifetime({"timeout": "45.5"}) == 45.5
+    assert sandbox_lifetime({"timeout": 3600}) == 600
+    for unusable in (0, -5, "soon", None, True, float("nan"), [1]):
+        assert sandbox_lifetime({"timeout": unusable}) == 600
+
+
 # -- bad command lines ----------------------------------------------------------------------------------
 
 
@@ -437,16 +675,64 @@ def test_http_shutdown_releases_sessions_still_open(demo_dir: Path, sig: int, ex
             "stdio serves one server per process; choose it with --server: tool-python, "
             "search_and_scrape_webpage, jina_scrape_llm_summary",
         ),
-        (["--transport", "sse"], "unknown transport 'sse'; choose one of: stdio, http"),
+        (["--transport", "websocket"], "unknown transport 'websocket'; choose one of: stdio, http"),
         (["--profile", "nope", "--server", "tool-python"], "unknown tool profile 'nope'"),
+        (
+            ["--sandbox-scope", "global", "--transport", "http"],
+            "unknown sandbox scope 'global'; choose one of: session, server",
+        ),
+        (
+            ["--server", "tool-python", "--sandbox-scope", "server"],
+            "--sandbox-scope server needs --transport http: a stdio process ends with its only connection",
+        ),
+        (["--server", "tool-python", "--connect", "http://127.0.0.1:8000"], "leave out --snapshot"),
+        (
+            ["--no-snapshot", "--server", "tool-python", "--connect", "127.0.0.1:8000"],
+            "--connect needs the http:// URL of a `serve-mcp --transport http`, not '127.0.0.1:8000'",
+        ),
+        (
+            ["--no-snapshot", "--connect", "http://127.0.0.1:8000", "--transport", "http"],
+            "use it with --transport stdio",
+        ),
+        (
+            ["--no-snapshot", "--connect", "http://127.0.0.1:8000"],
+            "--connect forwards one server per process; choose it with --server",
+        ),
+        (
+            [
+                "--no-snapshot",
+                "--server",
+                "tool-python",
+                "--connect",
+                "http://x",
+                "--sandbox-scope",
+                "server",
+            ],
+            "start that server with --sandbox-scope server",
+        ),
+        (["--no-snapshot", "--server", "tool-python"], "--snapshot is required (or --connect URL"),
     ],
 )
 def test_bad_command_lines_fail_with_a_clear_error(demo_dir: Path, args: list[str], message: str) -> None:
-    command = [sys.executable, "-m", "miroenv.cli", "serve-mcp"]
-    command += args if "--snapshot" in args else ["--snapshot", str(demo_dir), *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if "--no-snapshot" in args:
+        args = [arg for arg in args if arg != "--no-snapshot"]
+    elif "--snapshot" not in args:
+        args = ["--snapshot", str(demo_dir), *args]
+    result = CliRunner().invoke(app, ["serve-mcp", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_stdio_proxy_names_an_upstream_it_cannot_reach() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        command = [sys.executable, "-m", "miroenv.cli", "serve-mcp", "--server", "tool-python"]
+        command += ["--connect", f"http://127.0.0.1:{port}"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
-    assert message in done.stderr
+    assert f"error: cannot reach tool-python at http://127.0.0.1:{port}/tool-python/mcp: " in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -1,4 +1,4 @@
-"""`miroenv serve-mcp`: the profile's tool servers as MCP servers over stdio or streamable HTTP."""
+"""`miroenv serve-mcp`: the profile's tool servers as MCP servers over stdio, or streamable HTTP and SSE."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from miroenv.tools.profiles import get_profile
 from miroenv.web.snapshot import Snapshot, SnapshotError
 
 if TYPE_CHECKING:
-    from miroenv.mcp_server import ServedTools
+    from miroenv.mcp_server import Endpoint, ServedTools
 
 TRANSPORTS = ("stdio", "http")
 DEFAULT_TOOL_TIMEOUT = EnvConfig.model_fields["tool_timeout_s"].default
@@ -36,33 +36,56 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _announce_urls(urls: dict[str, str]) -> None:
-    """Print each server's URL once the HTTP port listens."""
-    _say("serving MCP over streamable HTTP:")
-    for name, url in urls.items():
-        _say(f"  {name}: {url}")
+def _announce_urls(endpoints: list[Endpoint]) -> None:
+    """Print each server's URLs once the HTTP port listens, one block per transport."""
+    titles = {"streamable-http": "streamable HTTP", "sse": "SSE (MiroThinker's URL mode)"}
+    for transport, title in titles.items():
+        _say(f"serving MCP over {title}:")
+        for endpoint in endpoints:
+            if endpoint.transport == transport:
+                _say(f"  {endpoint.server}: {endpoint.url}")
+
+
+SCOPE_HELP = (
+    "session: a sandbox belongs to the MCP session that made it and ends with it | server: any connection "
+    "may use a sandbox by its id until it has been unused for create_sandbox's timeout (for MiroThinker's tool "
+    "manager, which connects once per call)."
+)
+CONNECT_HELP = (
+    "stdio only: forward to the `serve-mcp --transport http` at this URL (e.g. http://127.0.0.1:8000) instead "
+    "of serving tools here, so per-call stdio processes share its server-scope sandboxes."
+)
 
 
 @app.command("serve-mcp")
 def serve_mcp(
-    snapshot: Annotated[Path, typer.Option(help="Snapshot directory: the replayed web the tools read.")],
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(help="Snapshot directory: the replayed web the tools read (required unless --connect)."),
+    ] = None,
     profile: Annotated[str, typer.Option(help="Tool profile whose servers are served.")] = "mirothinker_v1",
     server: Annotated[
         list[str] | None,
         typer.Option(help="Server to serve (repeatable); required for stdio when the profile has several."),
     ] = None,
-    transport: Annotated[str, typer.Option(help="stdio (one server per process) | http (all servers).")] = (
-        "stdio"
-    ),
+    transport: Annotated[
+        str,
+        typer.Option(help="stdio (one server per process) | http (all servers, streamable HTTP and SSE)."),
+    ] = "stdio",
     host: Annotated[str, typer.Option(help="HTTP: address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP: port to listen on (0 picks a free one).")] = 8000,
     sandbox: Annotated[str, typer.Option(help=SANDBOX_HELP)] = "auto",
+    sandbox_scope: Annotated[str, typer.Option(help=SCOPE_HELP)] = "session",
+    connect: Annotated[str | None, typer.Option(help=CONNECT_HELP)] = None,
     tool_timeout: Annotated[
         float, typer.Option(help="Seconds before a hung tool call is reported as an infra error.")
     ] = DEFAULT_TOOL_TIMEOUT,
     output_dir: Annotated[
         Path | None,
-        typer.Option(help="Where download_file_from_sandbox_to_local writes files, one folder per session."),
+        typer.Option(
+            help="Where download_file_from_sandbox_to_local writes files, one folder per session "
+            "(per sandbox in server scope)."
+        ),
     ] = None,
 ) -> None:
     """Serve the profile's tools over MCP with MiroThinker's server and tool names; one episode per session."""
@@ -74,6 +97,15 @@ def serve_mcp(
         ) from exc
     if transport not in TRANSPORTS:
         raise _fail(f"unknown transport {transport!r}; choose one of: {', '.join(TRANSPORTS)}")
+    if sandbox_scope not in mcp_server.SANDBOX_SCOPES:
+        raise _fail(
+            f"unknown sandbox scope {sandbox_scope!r}; choose one of: {', '.join(mcp_server.SANDBOX_SCOPES)}"
+        )
+    if connect is not None:
+        _forward(connect, server or [], transport, snapshot, sandbox_scope)
+        return
+    if snapshot is None:
+        raise _fail("--snapshot is required (or --connect URL, to forward to a running serve-mcp)")
     if not snapshot.is_dir():
         raise _fail(f"snapshot directory not found: {snapshot}")
     try:
@@ -86,10 +118,13 @@ def serve_mcp(
             "stdio serves one server per process; choose it with --server: "
             + ", ".join(s.name for s in servers)
         )
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("miroenv").setLevel(logging.INFO)
+    if transport == "stdio" and sandbox_scope == "server":
+        raise _fail(
+            "--sandbox-scope server needs --transport http: a stdio process ends with its only connection. "
+            "Run one `serve-mcp --transport http --sandbox-scope server` and start stdio processes with "
+            "--connect URL to share its sandboxes"
+        )
+    _configure_logging()
     try:
         web = Snapshot(snapshot)
     except SnapshotError as exc:
@@ -103,14 +138,59 @@ def serve_mcp(
                 raise _fail(str(exc)) from exc
             backend = selection.backend
         tools = mcp_server.ServedTools(
-            web, chosen, servers, sandboxes=backend, tool_timeout_s=tool_timeout, output_dir=output_dir
+            web,
+            chosen,
+            servers,
+            sandboxes=backend,
+            sandbox_scope="server" if sandbox_scope == "server" else "session",
+            tool_timeout_s=tool_timeout,
+            output_dir=output_dir,
         )
-        _say(f"snapshot {web.name} ({web.content_hash[:19]}…), profile {chosen.name}")
+        _say(
+            f"snapshot {web.name} ({web.content_hash[:19]}…), profile {chosen.name}, sandbox scope {sandbox_scope}"
+        )
         _serve(tools, transport, host, port)
     finally:
         if backend is not None:
             backend.close()
         web.close()
+
+
+def _configure_logging() -> None:
+    """Logs go to stderr (stdout may be the MCP channel); miroenv's own at INFO."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("miroenv").setLevel(logging.INFO)
+
+
+def _forward(url: str, servers: list[str], transport: str, snapshot: Path | None, sandbox_scope: str) -> None:
+    """`--connect`: serve one server over stdio by forwarding to a running HTTP serve-mcp."""
+    from miroenv import mcp_server
+
+    if transport != "stdio":
+        raise _fail(
+            "--connect makes a stdio server that forwards to an HTTP one; use it with --transport stdio"
+        )
+    if snapshot is not None:
+        raise _fail("--connect forwards to a server that reads its own snapshot; leave out --snapshot")
+    if sandbox_scope != "session":
+        raise _fail(
+            "--connect forwards to a server whose sandbox scope is its own; start that server with "
+            "--sandbox-scope server"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise _fail(f"--connect needs the http:// URL of a `serve-mcp --transport http`, not {url!r}")
+    if len(servers) != 1:
+        raise _fail("--connect forwards one server per process; choose it with --server")
+    _configure_logging()
+    _say(f"forwarding {servers[0]} over stdio to {mcp_server.upstream_url(url, servers[0])}")
+    try:
+        anyio.run(mcp_server.serve_stdio_proxy, url, servers[0])
+    except mcp_server.CannotConnect as exc:
+        raise _fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        _say("interrupted; shutting down")
 
 
 def _serve(tools: ServedTools, transport: str, host: str, port: int) -> None:
