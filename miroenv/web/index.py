@@ -27,6 +27,7 @@ import sqlite3
 import sys
 import tempfile
 import uuid
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -145,6 +146,8 @@ class SnapshotIndex:
 
     def __init__(self, path: Path, index: tantivy.Index, meta: dict[str, Any]) -> None:
         self.path = path
+        self._shadow: Path | None = None
+        """A writable folder of links to a read-only index's files, where tantivy puts its lock files."""
         self.meta = meta
         self._index = index
         self._schema = index.schema
@@ -214,13 +217,20 @@ class SnapshotIndex:
             raise SnapshotIndexError(
                 f"{meta_path}: not a {INDEX_FORMAT} v{INDEX_FORMAT_VERSION} index (found {meta!r:.200})"
             )
+        shadow = None if os.access(index_dir, os.W_OK) else _read_only_shadow(index_dir)
         try:
-            index = tantivy.Index.open(str(index_dir))
+            index = tantivy.Index.open(str(shadow or index_dir))
+            index.register_tokenizer(ANALYZER, _analyzer())
+            index.config_reader(reload_policy="manual")
+            opened = cls(index_dir, index, meta)
         except (OSError, ValueError) as exc:
+            if shadow is not None:
+                shutil.rmtree(shadow, ignore_errors=True)
             raise SnapshotIndexError(f"{index_dir}: cannot open the tantivy index: {exc}") from exc
-        index.register_tokenizer(ANALYZER, _analyzer())
-        index.config_reader(reload_policy="manual")
-        return cls(index_dir, index, meta)
+        if shadow is not None:
+            opened._shadow = shadow
+            weakref.finalize(opened, shutil.rmtree, shadow, True)
+        return opened
 
     def __len__(self) -> int:
         """Number of indexed pages."""
@@ -296,6 +306,22 @@ class SnapshotIndex:
         self._store.close()
         self.__dict__.pop("_searcher", None)
         self.__dict__.pop("_index", None)
+        if self._shadow is not None:
+            shutil.rmtree(self._shadow, ignore_errors=True)
+            self._shadow = None
+
+
+def _read_only_shadow(index_dir: Path) -> Path:
+    """A temporary folder of symlinks to the files of `index_dir`, which this process cannot write.
+
+    tantivy creates `.tantivy-meta.lock` in the index folder even to read it, which fails on a read-only
+    mount or a folder owned by someone else; opening the links instead reads the same memory-mapped files.
+    """
+    shadow = Path(tempfile.mkdtemp(prefix="miroenv-index-"))
+    for entry in index_dir.iterdir():
+        if entry.is_file() and not entry.name.startswith(".tantivy-"):
+            (shadow / entry.name).symlink_to(entry.resolve())
+    return shadow
 
 
 def _write_index(path: Path, docs: Iterable[tuple[str, str, str]]) -> tuple[int, int]:
