@@ -428,6 +428,8 @@ class ResearchEnv(gym.Env[str, Any]):
                 truncated=ep.truncated,
             )
         )
+        for name, amount in ep.reward.cost.items():
+            ep.ctx.add_cost(name, amount)
         self._last_observation = observation
         info = self._info(ep, list(outcomes), None)
         ep.ctx.close()

@@ -34,6 +34,8 @@ class RewardBreakdown(BaseModel):
     total: float
     components: dict[str, float]
     details: dict[str, Any] = Field(default_factory=dict)
+    cost: dict[str, float] = Field(default_factory=dict)
+    """What computing this reward spent on live backends (judge calls and tokens), added to `info["cost"]`."""
 
 
 @runtime_checkable

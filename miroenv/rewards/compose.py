@@ -47,8 +47,11 @@ class WeightedSum:
         total = 0.0
         components: dict[str, float] = {}
         details: dict[str, Any] = {}
+        cost: dict[str, float] = {}
         for reward, weight in self.parts:
             part = reward(ctx)
+            for key, amount in part.cost.items():
+                cost[key] = cost.get(key, 0.0) + amount
             weighted = weight * part.total
             total += weighted
             entries = {f"{reward.name}.{key}": value for key, value in part.components.items()}
@@ -58,7 +61,7 @@ class WeightedSum:
                     raise ValueError(f"component name {key!r} is produced twice in {self.name!r}")
                 components[key] = value
             details[reward.name] = part.details
-        return RewardBreakdown(total=total, components=components, details=details)
+        return RewardBreakdown(total=total, components=components, details=details, cost=cost)
 
 
 class FormatPenalty:

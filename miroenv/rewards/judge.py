@@ -384,9 +384,11 @@ class JudgeReward:
             return RewardBreakdown(total=0.0, components={"correct": 0.0}, details={"reason": "no answer"})
         verdict, source = self.judge(ctx.task.question, ctx.answer, gold)
         correct = 1.0 if verdict.correct else 0.0
+        asked = source == "endpoint"
         return RewardBreakdown(
             total=correct,
             components={"correct": correct},
+            cost={"judge_calls": 1.0, "judge_tokens": float(verdict.tokens)} if asked else {},
             details={
                 "key": verdict.key,
                 "source": source,

@@ -188,7 +188,9 @@ def test_judge_reward_calls_once_then_reuses(server: JudgeServer, tmp_path: Path
     assert first.total == 1.0 and first.components == {"correct": 1.0}
     assert first.details["source"] == "endpoint" and first.details["confidence"] == 100.0
     assert first.details["reasoning"] == "The answers match.\nThey were compared literally."
+    assert first.cost == {"judge_calls": 1.0, "judge_tokens": 42.0}
     assert judge(_ctx("alan perlis")).details["source"] == "memory"
+    assert judge(_ctx("alan perlis")).cost == {}  # a remembered verdict costs nothing
     assert judge(_ctx("Maurice Wilkes")).total == 0.0
     assert judge(_ctx(None)).details == {"reason": "no answer"}
     assert len(server.requests) == 2
@@ -314,3 +316,23 @@ def test_verdicts_found_before_a_failure_are_still_stored(
     assert [len(stored_verdicts(t)) for t in read_trajectories(path)] == [1, 0, 0, 0]
     report = score_trajectories([path], JudgeReward("m", base_url=server.url))
     assert report.summary.judge_requests == 2
+
+
+def test_an_episode_judged_live_reports_the_judge_in_its_cost(server: JudgeServer, demo_dir: Path) -> None:
+    from miroenv import ResearchEnv
+    from miroenv.rewards import WeightedSum
+    from miroenv.rewards.gaia import GaiaReward
+
+    judge = JudgeReward("judge-1", base_url=server.url)
+    reward = WeightedSum([(judge, 0.5), (GaiaReward(), 0.5)])
+    env = ResearchEnv(demo_dir, sandbox="none", reward=reward)
+    for attempt in range(2):
+        env.reset(options={"task_id": "ada-standard"})
+        env.step("\\boxed{MIL-STD-1815}")
+        *_, info = env.step("\\boxed{MIL-STD-1815}")
+        expected = {"judge_calls": 1.0, "judge_tokens": 42.0} if attempt == 0 else {}
+        assert {k: v for k, v in info["cost"].items() if k.startswith("judge_")} == expected
+        assert info["reward_components"]["judge"] == 0.5
+    env.close()
+    judge.close()
+    assert len(server.requests) == 1
