@@ -617,13 +617,22 @@ class Agent:
 
     # -- operations -------------------------------------------------------------------------------
 
-    def op_python(self, meta: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
-        """Run a cell in the persistent worker."""
+    def op_python(
+        self, meta: dict[str, Any], body: bytes, lost_before: str | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run a cell in the persistent worker.
+
+        The worker acknowledges a cell before running it; a worker that dies before that ran none of it (it was
+        killed since the last call, e.g. by `kill -9 -1` from a command), so the cell runs again in a fresh one.
+        """
         timeout = float(meta.get("timeout", 30.0))
         cap = int(meta.get("max_output", 65536))
         out, err = _Capture(cap), _Capture(cap)
         notes: list[str] = []
         state_lost = False
+        if lost_before is not None:
+            notes.append(lost_before)
+            state_lost = True
         if self.worker_note is not None:
             notes.append(self.worker_note)
             self.worker_note = None
@@ -650,10 +659,12 @@ class Agent:
 
         def on_resp() -> bool:
             alive = worker.resp.fill()
-            got = worker.resp.frame()
-            if got is not None:
-                result.update(got[0])
-                result["_done"] = True
+            while (got := worker.resp.frame()) is not None:
+                if got[0].get("started"):
+                    result["_started"] = True
+                else:
+                    result.update(got[0])
+                    result["_done"] = True
             return alive
 
         def on_exit() -> bool:
@@ -698,6 +709,17 @@ class Agent:
             )
             self.sweep_all()
             state_lost = True
+        elif "_started" not in result and lost_before is None and not timed_out:
+            self.wait_child(worker.pid, 1.0)
+            lost = (
+                f"note: since the last call {self.describe_exit(worker, self.oom_kills() - oom_before)}; "
+                "a new worker ran this code and earlier variables are gone"
+            )
+            self.drop_worker()
+            if not meta.get("warmup"):
+                self.cells -= 1
+            remaining = max(deadline - time.monotonic(), 0.1)
+            return self.op_python({**meta, "timeout": remaining}, body, lost_before="; ".join([*notes, lost]))
         else:
             self.wait_child(worker.pid, 1.0)
             reply["exit_code"] = None
@@ -957,6 +979,7 @@ def _worker_main(req_fd: int, resp_fd: int, env: dict[str, str], workdir: str) -
         got = reader.read_frame()
         if got is None:
             os._exit(0)
+        _write_all(resp_fd, _pack({"started": True}))
         code = got[1].decode("utf-8", errors="replace")
         filename = f"<cell-{got[0].get('cell', 0)}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
