@@ -29,6 +29,8 @@ SNIPPET_CHARS = 160
 """Length of the snippet made for a search result given as a bare URL."""
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DECLARED_ATTRIBUTES = frozenset({"name", "capture_date", "description", "captured_at"})
+"""Public attributes that are part of the declaration: setting one changes what `build()` writes."""
 SearchResult = str | Mapping[str, Any]
 """A search result: a page URL (title and snippet are taken from the page) or a Serper `organic` item."""
 
@@ -69,6 +71,18 @@ class SnapshotBuilder:
         self._files: dict[str, FileEntry] = {}
         self._tasks: dict[str, _TaskSpec] = {}
         self._actions: dict[str, list[Action]] = {}
+        self._changed = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _DECLARED_ATTRIBUTES:
+            super().__setattr__("_changed", True)
+
+    @property
+    def changed(self) -> bool:
+        """Whether something was declared (or a declared attribute set) since the last `build()`, or it
+        never ran: the built snapshot, if any, is out of date."""
+        return self._changed
 
     # ------------------------------------------------------------------ declaring
 
@@ -114,6 +128,7 @@ class SnapshotBuilder:
                 captured_at=captured_at or self.captured_at,
             )
         self._pages[url] = page
+        self._changed = True
         return self
 
     def search(self, query: str | SearchRequest, results: Sequence[SearchResult]) -> SnapshotBuilder:
@@ -128,6 +143,7 @@ class SnapshotBuilder:
                     f"{type(result).__name__}"
                 )
         self._searches[request.key()] = (request, list(results))
+        self._changed = True
         return self
 
     def file(
@@ -139,6 +155,7 @@ class SnapshotBuilder:
         self._files[url] = FileEntry(
             url=url, data=raw, content_type=content_type, captured_at=self.captured_at
         )
+        self._changed = True
         return self
 
     def task(
@@ -180,6 +197,7 @@ class SnapshotBuilder:
             )
         self._check_new(built.task_id, self._tasks, f"task {built.task_id!r}")
         self._tasks[built.task_id] = _TaskSpec(task=built, contents=contents)
+        self._changed = True
         if actions is not None:
             self.actions(built.task_id, actions)
         return self
@@ -187,6 +205,7 @@ class SnapshotBuilder:
     def actions(self, task_id: str, actions: Sequence[Action]) -> SnapshotBuilder:
         """The scripted actions of `task_id` (a declared task), replacing any given before."""
         self._actions[task_id] = list(actions)
+        self._changed = True
         return self
 
     # ------------------------------------------------------------------ building
@@ -228,7 +247,16 @@ class SnapshotBuilder:
         self._write_tasks(target)
         self._write_actions(target)
         self.built_path = target
+        self._changed = False
         return target
+
+    def ensure_built(self) -> Path:
+        """The built snapshot, up to date: the last `build()`'s directory while nothing changed since and it
+        is still there, else a fresh build (into `path`, or where the last one went); the pytest fixtures use
+        it, so a builder extended after it was built is never served stale."""
+        if self.changed or self.built_path is None or not (self.built_path / "manifest.json").is_file():
+            return self.build(self.path or self.built_path)
+        return self.built_path
 
     def _write_tasks(self, target: Path) -> None:
         tasks_path = target / TASKS_FILE

@@ -10,19 +10,21 @@ to tool `x` gets a fault, and which, is a pure function of (seed, t, i, x): a ha
 scheduling or how many episodes ran before. Each fault that took effect is listed in the step's
 `info["faults"]` with its call index, tool, kind and the call's error kind (`infra` for rate limits,
 timeouts and crashes; truncated and empty pages come back as successful reads of damaged content, as they
-would from a real site).
+would from a real site). A damaged page is read through a context of its own call, so no other call sees it,
+even when the env's real tool-call timeout abandons the damaged call while it is still reading; such a call
+reports the timeout and no fault.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
@@ -33,7 +35,14 @@ from miroenv.protocol.calls import ErrorKind, ToolCall
 from miroenv.sandbox.base import Sandbox
 from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments
 from miroenv.tools.python import SANDBOXES_KEY
-from miroenv.tools.runner import CallOutcome, ToolIntercept, ToolRouter, run_call, timeout_message
+from miroenv.tools.runner import (
+    CallOutcome,
+    ToolIntercept,
+    ToolRouter,
+    describe_call,
+    run_call,
+    timeout_message,
+)
 from miroenv.web.base import (
     ExtractionRecord,
     FileEntry,
@@ -202,14 +211,12 @@ class _DamagedWeb(Web):
         return entry.model_copy(update={"data": entry.data[:kept]})
 
 
-@contextmanager
-def _web_swapped(ctx: EpisodeContext, web: Web) -> Iterator[None]:
-    original = ctx.web
-    ctx.web = web
-    try:
-        yield
-    finally:
-        ctx.web = original
+def _reading(ctx: EpisodeContext, web: Web) -> EpisodeContext:
+    """`ctx` for one call that reads `web`; state, costs, sandboxes and closers stay shared with `ctx`, which
+    keeps its own web, so no other call sees the damage, even while a timed-out call is still reading."""
+    view = copy.copy(ctx)
+    view.web = web
+    return view
 
 
 def crash_sandbox(sandbox: Sandbox, wait_s: float = CRASH_WAIT_S) -> None:
@@ -278,7 +285,10 @@ class FaultInjector:
             )
         outcome = run_call(call, router, ctx, max_chars, clock, timeout, intercept=intercept)
         outcome = _public_sandbox_names(outcome, ctx)
-        if kind is not None and details:
+        noted = list(details)  # a call the watchdog abandoned may note damage later: that is never reported
+        if kind in ("truncated_page", "empty_page") and _abandoned(outcome, call, timeout):
+            noted = []  # the model saw the timeout, not the damaged page
+        if kind is not None and noted:
             self._pending.append(
                 InjectedFault(
                     call_index=index,
@@ -286,7 +296,7 @@ class FaultInjector:
                     server=outcome.server,
                     kind=kind,
                     error_kind=outcome.error_kind,
-                    detail="; ".join(details),
+                    detail="; ".join(noted),
                 )
             )
         return outcome
@@ -314,7 +324,7 @@ class FaultInjector:
 
             return rate_limited
         if kind == "timeout":
-            message = timeout_message(f"Tool call to {tool.name} on {server}", limit)
+            message = timeout_message(describe_call(tool.name, server), limit)
             details.append(f"abandoned at the {limit:g} s limit")
 
             def timed_out() -> str:
@@ -329,8 +339,7 @@ class FaultInjector:
             )
 
             def damaged() -> str:
-                with _web_swapped(ctx, _DamagedWeb(ctx.web, keep, details.append)):
-                    return execute()
+                return tool.run(args, _reading(ctx, _DamagedWeb(ctx.web, keep, details.append)))
 
             return damaged
 
@@ -341,11 +350,18 @@ class FaultInjector:
             sandbox = table.get(public_id) if isinstance(public_id, str) else None
             if sandbox is not None and public_id not in crashed_ids:
                 crashed_ids[str(public_id)] = str(sandbox.sandbox_id)
-                crash_sandbox(sandbox)
                 details.append(f"sandbox {public_id} killed")
+                crash_sandbox(sandbox)
             return execute()
 
         return crashed
+
+
+def _abandoned(outcome: CallOutcome, call: ToolCall, timeout: float | None) -> bool:
+    """Whether the watchdog gave up on the call at `timeout` seconds (its thread may still be running)."""
+    return timeout is not None and outcome.error == timeout_message(
+        describe_call(call.name, outcome.server), timeout
+    )
 
 
 def _rate_limit_message(tool: str, server: str, args: ToolArguments) -> str:

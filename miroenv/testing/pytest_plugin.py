@@ -52,8 +52,8 @@ def miroenv_snapshot(tmp_path: Path) -> Callable[..., SnapshotBuilder]:
 
 @pytest.fixture
 def miroenv_env() -> Iterator[Callable[..., ResearchEnv]]:
-    """A factory of `ResearchEnv`s on a snapshot (a directory, or a builder, built unless it was), closed
-    after the test; keyword arguments go to `ResearchEnv`."""
+    """A factory of `ResearchEnv`s on a snapshot (a directory, or a builder, rebuilt if it changed since it
+    was built), closed after the test; keyword arguments go to `ResearchEnv`."""
     from miroenv.env import ResearchEnv
     from miroenv.testing.builder import SnapshotBuilder
 
@@ -61,10 +61,7 @@ def miroenv_env() -> Iterator[Callable[..., ResearchEnv]]:
 
     def make(snapshot: str | Path | SnapshotBuilder, tasks: Any = None, **kwargs: Any) -> ResearchEnv:
         if isinstance(snapshot, SnapshotBuilder):
-            built = snapshot.path
-            snapshot = (
-                built if built is not None and (built / "manifest.json").is_file() else snapshot.build()
-            )
+            snapshot = snapshot.ensure_built()
         env = ResearchEnv(snapshot, tasks, **kwargs)
         made.append(env)
         return env
@@ -77,7 +74,7 @@ def miroenv_env() -> Iterator[Callable[..., ResearchEnv]]:
 @pytest.fixture
 def miroenv_policy() -> Callable[..., ScriptedPolicy]:
     """A factory of scripted policies: from a list of actions, or from a task's script in a snapshot's
-    `actions.jsonl` (a directory or file, or a builder, built unless it was)."""
+    `actions.jsonl` (a directory or file, or a builder, rebuilt if it changed since it was built)."""
     from miroenv.policy import ScriptedPolicy, load_actions
     from miroenv.testing.builder import ACTIONS_FILE, SnapshotBuilder
 
@@ -85,7 +82,7 @@ def miroenv_policy() -> Callable[..., ScriptedPolicy]:
         script: Sequence[Action] | str | Path | SnapshotBuilder, task_id: str | None = None
     ) -> ScriptedPolicy:
         if isinstance(script, SnapshotBuilder):
-            script = script.built_path or script.build()
+            script = script.ensure_built()
         if isinstance(script, (str, Path)):
             path = Path(script)
             if path.is_dir():

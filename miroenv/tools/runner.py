@@ -161,6 +161,11 @@ ToolIntercept = Callable[[str, Tool[Any], ToolArguments, Callable[[], str]], Cal
 to run instead; how fault injection makes a call fail the way the real failure would."""
 
 
+def describe_call(tool: str, server: str | None) -> str:
+    """How a timeout names a call: `Tool call to X on S`."""
+    return f"Tool call to {tool} on {server}"
+
+
 def timeout_message(describe: str, timeout: float) -> str:
     """The result text of a call abandoned after `timeout` seconds (`describe` names the call)."""
     return f"{describe} failed. Error: timed out after {timeout:.3g} s"
@@ -226,7 +231,7 @@ def run_call(
         text = run_with_timeout(
             execute,
             timeout if tool.may_hang(ctx) else None,
-            f"Tool call to {call.name} on {server}",
+            describe_call(call.name, server),
         )
     except ToolFailure as exc:
         error_kind, text = "tool", str(exc)

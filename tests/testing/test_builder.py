@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +200,66 @@ def test_actions_file_has_the_demo_layout(tmp_path: Path) -> None:
     path = _tiny().build(tmp_path / "s")
     [line] = (path / "actions.jsonl").read_text().splitlines()
     assert list(json.loads(line)) == ["task_id", "actions"]
+
+
+@pytest.mark.parametrize(
+    ("declare", "declared"),
+    [
+        (
+            lambda b: b.page("https://example.org/new", "A new page."),
+            lambda p: Snapshot(p).page("https://example.org/new").text == "A new page.",
+        ),
+        (
+            lambda b: b.search("new query", ["https://example.org/pie"]),
+            lambda p: (
+                Snapshot(p).search(SearchRequest(q="new query")).payload["organic"][0]["link"]
+                == "https://example.org/pie"
+            ),
+        ),
+        (
+            lambda b: b.file("https://example.org/new.txt", "new"),
+            lambda p: Snapshot(p).file("https://example.org/new.txt").data == b"new",
+        ),
+        (
+            lambda b: b.task("t2", "A new question?", answer="yes"),
+            lambda p: [t.task_id for t in load_tasks(p / "tasks.jsonl")] == ["t1", "t2"],
+        ),
+        (
+            lambda b: b.actions("t1", final_answer("43")),
+            lambda p: load_actions(p / "actions.jsonl")["t1"] == final_answer("43"),
+        ),
+        (
+            lambda b: setattr(b, "description", "described later"),
+            lambda p: Snapshot(p).manifest.description == "described later",
+        ),
+    ],
+)
+def test_ensure_built_rebuilds_after_any_declaration_and_reuses_otherwise(
+    tmp_path: Path, declare: Any, declared: Any
+) -> None:
+    builder = _tiny(tmp_path / "s")
+    assert builder.changed
+    path = builder.ensure_built()
+    assert path == tmp_path / "s" and not builder.changed
+    marker = path / "tasks.jsonl"
+    marker.write_text("not rewritten\n")
+    assert builder.ensure_built() == path and marker.read_text() == "not rewritten\n"
+
+    declare(builder)
+    assert builder.changed
+    assert builder.ensure_built() == path and not builder.changed
+    assert marker.read_text() != "not rewritten\n" and declared(path)
+
+
+def test_ensure_built_rebuilds_a_vanished_snapshot_where_it_was_last_built(tmp_path: Path) -> None:
+    builder = _tiny()
+    path = builder.build(tmp_path / "elsewhere")
+    assert builder.ensure_built() == path
+    (path / "manifest.json").unlink()
+    assert (
+        builder.ensure_built() == path and Snapshot(path).page("https://example.org/answer").title == "Answer"
+    )
+    builder.page("https://example.org/new", "new")
+    assert builder.ensure_built() == path and Snapshot(path).page("https://example.org/new").text == "new"
+    with pytest.raises(ValueError, match="needs a path"):
+        _tiny().ensure_built()

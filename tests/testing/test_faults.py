@@ -34,10 +34,11 @@ from miroenv.testing import (
     search_call,
     tool_call,
 )
-from miroenv.testing.faults import FAULT_KINDS
+from miroenv.testing.faults import FAULT_KINDS, FaultKind
 from miroenv.tools.python import SANDBOXES_KEY
 from miroenv.tools.runner import run_call
-from miroenv.web.base import SearchRequest
+from miroenv.web import Snapshot
+from miroenv.web.base import Page, SearchRequest
 from miroenv.web.record.errors import RecordingError
 from miroenv.web.record.retry import RetryPolicy
 from miroenv.web.record.serper import SerperClient
@@ -222,6 +223,70 @@ def test_a_fault_that_cannot_apply_is_not_reported(tiny: Path) -> None:
     assert info["faults"] == [] and info["error_kinds"] == ["tool"]
 
 
+STALLED = "https://example.org/stalled"
+
+
+class _StalledSite(Snapshot):
+    """A snapshot served as a live web whose page at STALLED hangs until released (a stuck live site)."""
+
+    live = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.release = threading.Event()
+        self.answered = threading.Event()
+
+    def page(self, url: str) -> Page:
+        if url != STALLED:
+            return super().page(url)
+        self.release.wait(30)
+        try:
+            return super().page(url)
+        finally:
+            self.answered.set()
+
+
+def test_a_damaged_call_abandoned_by_the_watchdog_damages_no_later_call(tmp_path: Path) -> None:
+    rates: dict[FaultKind, float] = {"truncated_page": 0.5}
+    tool = "scrape_and_extract_info"
+    seed = next(
+        seed
+        for seed in range(1000)
+        if [FaultPlan(seed=seed, rates=rates).fault_for("t1", i, tool) for i in (1, 2, 3)]
+        == ["truncated_page", None, None]
+    )
+    path = (
+        SnapshotBuilder("stalled")
+        .page(PAGE, PAGE_TEXT, title="Answer")
+        .page(STALLED, "A page that takes its time.")
+        .task("t1", "What is the answer?", answer="42")
+        .build(tmp_path / "snapshot")
+    )
+    web = _StalledSite(path)
+    env = FaultInjection(ResearchEnv(web, path / "tasks.jsonl", tool_timeout_s=0.2), seed=seed, rates=rates)
+    try:
+        env.reset(seed=0, options={"task_id": "t1"})
+        observation, _, _, _, info = env.step(scrape_call(STALLED, "anything"))
+        assert observation == (
+            "Tool call to scrape_and_extract_info on jina_scrape_llm_summary failed. Error: timed out after 0.2 s"
+        )
+        assert info["faults"] == [] and info["error_kinds"] == ["infra"]
+
+        assert not web.answered.is_set()  # the abandoned call is still inside its damaged read
+        observation, _, _, _, info = env.step(scrape_call(PAGE, "answer"))
+        assert json.loads(observation)["scrape_stats"]["char_count"] == len(PAGE_TEXT)
+        assert info["faults"] == [] and info["error_kinds"] == []
+
+        web.release.set()
+        assert web.answered.wait(30)
+        observation, _, _, _, info = env.step(scrape_call(PAGE, "answer"))
+        assert json.loads(observation)["scrape_stats"]["char_count"] == len(PAGE_TEXT)
+        assert info["faults"] == [] and env.episode_faults == []
+    finally:
+        web.release.set()
+        env.close()
+
+
 def _killed(sandbox: AgentSandbox) -> bool:
     if isinstance(sandbox, DockerSandbox):
         import docker  # type: ignore[import-untyped]
@@ -280,7 +345,13 @@ def test_wrapping_needs_a_research_env_and_close_restores_the_runner(tiny: Path)
 
 # ------------------------------------------------------------------ reproducibility on the demo
 
-RATES = {"rate_limit": 0.3, "timeout": 0.1, "truncated_page": 0.25, "empty_page": 0.15, "sandbox_crash": 0.5}
+RATES: dict[FaultKind, float] = {
+    "rate_limit": 0.3,
+    "timeout": 0.1,
+    "truncated_page": 0.25,
+    "empty_page": 0.15,
+    "sandbox_crash": 0.5,
+}
 
 
 def _run_demo(

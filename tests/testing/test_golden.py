@@ -1,10 +1,11 @@
-"""Golden trajectories: identical runs pass, a changed observation fails naming the step, the field and the
-difference, volatile fields are ignored, and update mode rewrites the file."""
+"""Golden trajectories: identical runs pass, a changed observation or injected fault fails naming the step,
+the field and the difference, volatile fields are ignored, and update mode rewrites the file."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from miroenv import ResearchEnv, ScriptedPolicy, read_trajectories
 from miroenv.demo import ACTIONS
 from miroenv.testing import (
     DEFAULT_IGNORED,
+    FaultInjection,
     SnapshotBuilder,
     assert_golden,
     final_answer,
@@ -111,6 +113,40 @@ def test_a_changed_snapshot_is_reported_in_the_header_or_at_the_step_that_read_i
                 )
         finally:
             env.close()
+
+
+def test_a_different_fault_is_a_difference_even_when_the_observation_is_the_same(tmp_path: Path) -> None:
+    page = "https://example.org/a"
+    path = (
+        SnapshotBuilder("golden")
+        .page(page, "The answer is 42. " * 20, title="A")
+        .task("t", "What is the answer?", answer="42")
+        .build(tmp_path / "snapshot")
+    )
+    actions = [scrape_call(page, "answer"), *final_answer("42")]
+    golden = tmp_path / "faults.jsonl"
+
+    def check(**kwargs: Any) -> None:
+        env = FaultInjection(ResearchEnv(path), seed=0, rates={"truncated_page": 1.0})
+        try:
+            assert_golden(env, ScriptedPolicy(actions), golden, task_id="t", **kwargs)
+        finally:
+            env.close()
+
+    check(update=True)
+    stored = json.loads(golden.read_text().splitlines()[1])
+    [fault] = stored["faults"]
+    assert fault["kind"] == "truncated_page"
+    check()
+    _rewrite_step(golden, 1, faults=[{**fault, "kind": "empty_page"}])
+    with pytest.raises(
+        AssertionError,
+        match=r"at step 1, field faults\[0\]\.kind:\n  expected: 'empty_page'\n  actual:   'truncated_page'",
+    ):
+        check()
+    _rewrite_step(golden, 1, faults=[])
+    with pytest.raises(AssertionError, match=r"at step 1, field faults\[0\]: absent from the expected"):
+        check()
 
 
 def test_a_shorter_episode_is_reported_as_a_missing_step(demo_dir: Path, tmp_path: Path) -> None:

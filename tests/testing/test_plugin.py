@@ -50,6 +50,33 @@ def test_the_previous_env_was_closed():
     assert CLOSED == [True]
 """
 
+REBUILD_TEST = """
+from miroenv import run_episode
+from miroenv.testing import final_answer, scrape_call
+
+
+def declare(snapshot, name, value):
+    url = f"https://example.org/{name}"
+    return snapshot.page(url, f"{name} is {value}.").task(
+        name, f"What is {name}?", answer=value, actions=[scrape_call(url, name), *final_answer(value)]
+    )
+
+
+def test_a_builder_changed_after_use_is_rebuilt(miroenv_snapshot, miroenv_env, miroenv_policy):
+    snapshot = declare(miroenv_snapshot(), "a", "1")
+    assert run_episode(miroenv_env(snapshot), miroenv_policy(snapshot, "a"), task_id="a").reward == 1.0
+
+    declare(snapshot, "b", "2")
+    env = miroenv_env(snapshot)
+    result = run_episode(env, miroenv_policy(snapshot, "b"), task_id="b")
+    assert result.reward == 1.0 and "b is 2." in result.observations[1]
+
+    declare(snapshot, "c", "3")
+    policy = miroenv_policy(snapshot, "c")
+    result = run_episode(miroenv_env(snapshot), policy, task_id="c")
+    assert result.reward == 1.0 and "c is 3." in result.observations[1]
+"""
+
 
 def test_plugin_is_registered_as_a_pytest11_entry_point() -> None:
     [entry] = [e for e in entry_points(group="pytest11") if e.name == "miroenv"]
@@ -59,6 +86,13 @@ def test_plugin_is_registered_as_a_pytest11_entry_point() -> None:
 def test_fixtures_work_through_the_installed_entry_point(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_episode=EPISODE_TEST)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=4)
+
+
+def test_env_and_policy_fixtures_rebuild_a_builder_changed_since_its_last_build(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_rebuild=REBUILD_TEST)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_fixtures_are_absent_when_the_plugin_is_disabled(pytester: pytest.Pytester) -> None:
