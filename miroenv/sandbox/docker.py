@@ -46,6 +46,9 @@ from miroenv.sandbox.client import (
 )
 from miroenv.sandbox.process import AGENT_PATH, owner_alive, owner_token
 
+_RANDOM = random.SystemRandom()
+"""Names, uids and jitter: from the OS, never from (or disturbing) the global `random` state episodes seed."""
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "miroenv-sandbox:latest"
@@ -173,7 +176,7 @@ class DockerSandboxBackend(SandboxBackend):
         self.jitter = jitter
         self.extra_env = dict(env or {})
         self.log_driver = log_driver
-        self.session_id = f"miroenv-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.session_id = f"miroenv-{os.getpid()}-{_RANDOM.getrandbits(32):08x}"
         self._owner = owner_token()
         self._host = host_identity()
         self._source = AGENT_PATH.read_text(encoding="utf-8")
@@ -250,7 +253,7 @@ class DockerSandboxBackend(SandboxBackend):
 
     def _start_container(self) -> DockerSandbox:
         """Create, attach, start and health-check one container (the cold path)."""
-        name = f"miroenv-{os.getpid()}-{next(_COUNTER)}-{random.getrandbits(24):06x}"
+        name = f"miroenv-{os.getpid()}-{next(_COUNTER)}-{_RANDOM.getrandbits(24):06x}"
         agent_cfg = {
             "pidns": True,
             "workdir": WORKDIR,
@@ -318,7 +321,7 @@ class DockerSandboxBackend(SandboxBackend):
                 if self._closed:
                     return
                 self._starting += 1
-            time.sleep(random.uniform(0, self.jitter))
+            time.sleep(_RANDOM.uniform(0, self.jitter))
             try:
                 sandbox = self._start_container()
             except Exception as exc:

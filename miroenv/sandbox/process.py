@@ -44,6 +44,9 @@ from miroenv.sandbox.client import (
     unregister_cleanup,
 )
 
+_RANDOM = random.SystemRandom()
+"""Names, uids and jitter: from the OS, never from (or disturbing) the global `random` state episodes seed."""
+
 logger = logging.getLogger(__name__)
 
 AGENT_PATH = Path(__file__).with_name("agent.py")
@@ -183,7 +186,7 @@ class ProcessSandboxBackend(SandboxBackend):
         self.interrupt_grace = interrupt_grace
         self.startup_timeout = startup_timeout
         self.extra_env = dict(env or {})
-        self.session_id = f"miroenv-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.session_id = f"miroenv-{os.getpid()}-{_RANDOM.getrandbits(32):08x}"
         self._owner = owner_token()
         self._source_path = str(AGENT_PATH)
         self._lock = threading.RLock()
@@ -261,7 +264,7 @@ class ProcessSandboxBackend(SandboxBackend):
         cfg = {
             "python": self.python,
             "source_path": self._source_path,
-            "uid": random.randrange(1_000_000, 2_000_000_000) if root else None,
+            "uid": _RANDOM.randrange(1_000_000, 2_000_000_000) if root else None,
             "inner_uid": 1000,
             "tmp_size": self.tmp_bytes,
             "home_size": self.home_bytes,
