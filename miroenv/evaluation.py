@@ -4,12 +4,14 @@
 applied) to the endpoint, feeds the reply back to `env.step()` and stops when the env says the episode ended.
 The out directory holds `config.json` (what was evaluated), `results.jsonl` (one row per finished episode,
 flushed as each finishes), a trajectory file per episode under `trajectories/` and `summary.json`. Running
-again with the same out directory only plays the pairs without a row, and the summary covers every row.
+again with the same out directory only plays the pairs without a row, and the summary covers every row. A
+run holds an exclusive lock on `out/.lock`, so a second evaluation of the same directory is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -19,20 +21,28 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from miroenv._version import __version__
 from miroenv.env import EnvConfig, ResearchEnv
-from miroenv.llm import ChatCompletionsClient, ChatEndpointError, ChatReply
+from miroenv.llm import (
+    ChatCompletionsClient,
+    ChatEndpointError,
+    ChatEndpointUnavailableError,
+    ChatReply,
+    check_base_url,
+)
 from miroenv.policy import StepView, iter_episode, summarize_episode
 from miroenv.protocol.base import Action
-from miroenv.rewards.base import Reward
-from miroenv.sandbox.select import select_backend
+from miroenv.protocol.registry import get_format
+from miroenv.rewards.base import REWARD_NAMES, Reward
+from miroenv.sandbox.base import SandboxError
+from miroenv.sandbox.select import BackendKind, select_backend
 from miroenv.scoring import ERROR_KINDS, ScoreRow, resolve_reward, summarize
 from miroenv.task_loaders import load_task_file
 from miroenv.tasks import Task
@@ -45,7 +55,11 @@ EVAL_ERROR_KINDS: tuple[str, ...] = (*ERROR_KINDS, "endpoint")
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
 TRAJECTORY_DIR = "trajectories"
+SANDBOX_KINDS: tuple[str, ...] = get_args(BackendKind)
+WORKER_STOP_GRACE = 2.0
+"""Seconds a stopping run waits for its episodes in flight; a worker stuck longer (in a slow request) is left."""
 IDENTITY_FIELDS: tuple[str, ...] = (
     "model",
     "snapshot_hash",
@@ -104,6 +118,38 @@ class EvalConfig(BaseModel):
     )
     force: bool = Field(default=False, exclude=True, description="Resume even if the evaluation differs.")
 
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return check_base_url(value)
+
+    @field_validator("profile")
+    @classmethod
+    def _check_profile(cls, value: str) -> str:
+        get_profile(value)
+        return value
+
+    @field_validator("tool_format")
+    @classmethod
+    def _check_tool_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_format(value)
+        return value
+
+    @field_validator("reward")
+    @classmethod
+    def _check_reward(cls, value: str) -> str:
+        if value not in REWARD_NAMES:
+            raise ValueError(f"unknown reward {value!r}; valid choices: {', '.join(REWARD_NAMES)}")
+        return value
+
+    @field_validator("sandbox")
+    @classmethod
+    def _check_sandbox(cls, value: str) -> str:
+        if value not in SANDBOX_KINDS:
+            raise ValueError(f"unknown sandbox backend {value!r}; valid choices: {', '.join(SANDBOX_KINDS)}")
+        return value
+
     def sampling(self) -> dict[str, Any]:
         """temperature / top_p / max_tokens sent with each request: these settings, else the profile's."""
         defaults = get_profile(self.profile).sampling
@@ -155,6 +201,10 @@ class EvalRow(BaseModel):
     tool_calls: int
     errors: dict[str, int] = Field(description="By kind: format, tool, infra (counts) and endpoint (0 or 1).")
     error: str | None = Field(default=None, description="Why the endpoint failed the episode.")
+    endpoint_unavailable: bool = Field(
+        default=False,
+        description="The failure was connection errors or retryable statuses outlasting the retries.",
+    )
     model_calls: int = Field(default=0, description="Replies received.")
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -258,14 +308,15 @@ def episode_seed(seed: int, task_id: str, run: int) -> int:
 
 
 def read_results(path: str | Path) -> list[EvalRow]:
-    """Rows of a results.jsonl file (none if absent); a torn last line (a killed writer) is ignored."""
+    """Rows of a results.jsonl file (none if absent); a torn last line (a killed writer) is ignored.
+
+    Lines are split as bytes and decoded one by one, so a row cut inside a multibyte character is just torn."""
     path = Path(path)
     if not path.is_file():
         return []
-    text = path.read_text(encoding="utf-8")
-    complete, _, tail = text.rpartition("\n")
+    complete, _, tail = path.read_bytes().rpartition(b"\n")
     rows = []
-    for lineno, line in enumerate(complete.split("\n") if complete else [], start=1):
+    for lineno, line in enumerate(complete.split(b"\n") if complete else [], start=1):
         if not line.strip():
             continue
         try:
@@ -433,6 +484,8 @@ class Evaluation:
         except (OSError, ValueError) as exc:
             raise EvalError(str(exc)) from exc
         self.stop = threading.Event()
+        self.give_up_after = max(3, config.concurrency)
+        """The run gives up when this many first episodes all fail because the endpoint is unavailable."""
 
     def _load_tasks(self) -> list[Task]:
         path = self.config.tasks or self.config.snapshot / "tasks.jsonl"
@@ -467,63 +520,137 @@ class Evaluation:
             config=c.model_dump(mode="json"),
         )
 
-    def check_and_record(self, setup: EvalSetup) -> None:
-        """Refuse an out directory holding a different evaluation (unless forced); write config.json."""
+    def check_resumable(self, setup: EvalSetup) -> None:
+        """Refuse an out directory holding a different evaluation (unless forced)."""
         path = self.out / CONFIG_FILE
-        if path.is_file() and not self.config.force:
-            try:
-                stored = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise EvalError(
-                    f"{path} is not valid JSON ({exc.msg}); --force (force=True) overwrites it"
-                ) from exc
-            mine = setup.model_dump(mode="json")
-            differing = [
-                f"{name} ({stored.get(name)!r} there, {mine[name]!r} now)"
-                for name in IDENTITY_FIELDS
-                if stored.get(name) != mine[name]
-            ]
-            if differing:
-                raise EvalError(
-                    f"{self.out} holds results of a different evaluation: {'; '.join(differing)}. "
-                    "Use another out directory, or --force (force=True) to resume anyway."
-                )
-        _write_json_atomically(path, setup.model_dump_json(indent=2) + "\n")
+        if not path.is_file() or self.config.force:
+            return
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise EvalError(
+                f"{path} is not valid JSON ({exc.msg}); --force (force=True) overwrites it"
+            ) from exc
+        mine = setup.model_dump(mode="json")
+        differing = [
+            f"{name} ({stored.get(name)!r} there, {mine[name]!r} now)"
+            for name in IDENTITY_FIELDS
+            if stored.get(name) != mine[name]
+        ]
+        if differing:
+            raise EvalError(
+                f"{self.out} holds results of a different evaluation: {'; '.join(differing)}. "
+                "Use another out directory, or --force (force=True) to resume anyway."
+            )
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold an exclusive lock on `out/.lock` (recording this pid in it); `EvalError` when another run has it."""
+        path = self.out / LOCK_FILE
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise EvalError(f"cannot use the out directory {self.out}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise EvalError(
+                f"another evaluation is using this directory (pid {holder}): {self.out}. "
+                "Wait for it to finish, or use another out directory."
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise EvalError(f"cannot lock {path}: {exc}") from exc
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            os.close(fd)
 
     # ------------------------------------------------------------------ running
 
     def run(self, progress: ProgressCallback | None = None) -> EvalReport:
-        """Play every pending (task, run) pair, then summarise all rows and write summary.json."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / TRAJECTORY_DIR).mkdir(exist_ok=True)
-        try:
-            web = Snapshot(self.config.snapshot)
-        except (SnapshotError, OSError) as exc:
-            raise EvalError(f"cannot open snapshot {self.config.snapshot}: {exc}") from exc
-        try:
-            reward = resolve_reward(self.config.reward)
-        except ValueError as exc:
-            web.close()
-            raise EvalError(str(exc)) from exc
-        try:
-            self.check_and_record(self.setup(web))
-            return self._run(web, reward, progress)
-        finally:
-            close = getattr(reward, "close", None)
-            if callable(close):
-                close()
-            web.close()
+        """Play every pending (task, run) pair, then summarise all rows and write summary.json.
 
-    def _run(self, web: Snapshot, reward: Reward, progress: ProgressCallback | None) -> EvalReport:
+        Everything that can fail on bad settings (snapshot, reward, sandbox backend, envs) is built before
+        config.json is written; the envs and the backend are closed however the run ends."""
         c = self.config
-        results_path = self.out / RESULTS_FILE
-        previous = latest_rows(read_results(results_path))
-        wanted = [(task, run) for run in range(1, c.runs + 1) for task in self.tasks]
-        finished = {key for key, row in previous.items() if not (c.rerun_failed and row.endpoint_failed)}
-        pending = [(task, run) for task, run in wanted if (task.task_id, run) not in finished]
-        status = EvalProgress(total=len(wanted))
-        wanted_keys = {(task.task_id, run) for task, run in wanted}
-        for key in finished & wanted_keys:
+        with contextlib.ExitStack() as stack:
+            try:
+                web = Snapshot(c.snapshot)
+            except (SnapshotError, OSError) as exc:
+                raise EvalError(f"cannot open snapshot {c.snapshot}: {exc}") from exc
+            stack.callback(web.close)
+            try:
+                reward = resolve_reward(c.reward)
+            except ValueError as exc:
+                raise EvalError(str(exc)) from exc
+            close_reward = getattr(reward, "close", None)
+            if callable(close_reward):
+                stack.callback(close_reward)
+            setup = self.setup(web)
+            stack.enter_context(self._exclusive())
+            self.check_resumable(setup)
+            previous = latest_rows(read_results(self.out / RESULTS_FILE))
+            finished = {key for key, row in previous.items() if not (c.rerun_failed and row.endpoint_failed)}
+            pending = [(task, run) for run in range(1, c.runs + 1) for task in self.tasks]
+            pending = [(task, run) for task, run in pending if (task.task_id, run) not in finished]
+            envs = self._open_envs(web, reward, min(c.concurrency, len(pending)), stack) if pending else []
+            _write_json_atomically(self.out / CONFIG_FILE, setup.model_dump_json(indent=2) + "\n")
+            (self.out / TRAJECTORY_DIR).mkdir(exist_ok=True)
+            return self._run(web, reward, previous, pending, envs, progress, stack)
+
+    def _open_envs(
+        self, web: Snapshot, reward: Reward, count: int, stack: contextlib.ExitStack
+    ) -> list[ResearchEnv]:
+        """The sandbox backend and `count` envs sharing it, each closed when `stack` unwinds (envs first)."""
+        c = self.config
+        try:
+            selection = select_backend(c.sandbox)
+        except (SandboxError, ValueError) as exc:
+            raise EvalError(f"cannot start the {c.sandbox!r} sandbox backend: {exc}") from exc
+        stack.callback(selection.backend.close)
+        options: dict[str, Any] = {"profile": c.profile, "tool_format": c.tool_format}
+        if c.max_tool_calls is not None:
+            options["max_tool_calls"] = c.max_tool_calls
+        if c.max_turns is not None:
+            options["max_turns"] = c.max_turns
+        envs: list[ResearchEnv] = []
+        for _ in range(count):
+            try:
+                env = ResearchEnv(
+                    web,
+                    self.tasks,
+                    reward=reward,
+                    sandbox=selection.backend,
+                    config=EnvConfig(**options),
+                    output_dir=self.out / "files",
+                )
+            except (ValueError, OSError, SandboxError) as exc:
+                raise EvalError(f"cannot build the environment: {exc}") from exc
+            stack.callback(env.close)
+            envs.append(env)
+        return envs
+
+    def _run(
+        self,
+        web: Snapshot,
+        reward: Reward,
+        previous: dict[tuple[str, int], EvalRow],
+        pending: list[tuple[Task, int]],
+        envs: list[ResearchEnv],
+        progress: ProgressCallback | None,
+        stack: contextlib.ExitStack,
+    ) -> EvalReport:
+        c = self.config
+        wanted_keys = {(task.task_id, run) for run in range(1, c.runs + 1) for task in self.tasks}
+        status = EvalProgress(total=len(wanted_keys))
+        for key in wanted_keys - {(task.task_id, run) for task, run in pending}:
             status.add(previous[key], c.success_threshold)
         status.resumed = status.done
         if progress is not None:
@@ -535,16 +662,15 @@ class Evaluation:
             retries=c.retries,
             backoff=c.backoff,
             label=f"model endpoint {c.base_url}",
-            sleep=self.stop.wait,
+            unavailable_error=ChatEndpointUnavailableError,
+            cancel=self.stop,
         )
-        log = ResultsLog(results_path)
-        new_rows: list[EvalRow] = []
-        try:
-            if pending:
-                new_rows = self._play_all(web, reward, client, pending, log, status, progress)
-        finally:
-            log.close()
-            client.close()
+        stack.callback(client.close)
+        log = ResultsLog(self.out / RESULTS_FILE)
+        stack.callback(log.close)
+        new_rows, gave_up = (
+            self._play_all(envs, client, pending, log, status, progress) if pending else ([], False)
+        )
         rows = [
             row for key, row in latest_rows([*previous.values(), *new_rows]).items() if key in wanted_keys
         ]
@@ -560,46 +686,39 @@ class Evaluation:
             requests=client.requests,
         )
         _write_json_atomically(self.out / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
-        if new_rows and all(row.endpoint_failed for row in new_rows):
+        failed = [row for row in new_rows if row.endpoint_failed]
+        if failed and (gave_up or len(failed) == len(new_rows)):
+            which = (
+                "every episode played"
+                if len(failed) == len(new_rows)
+                else f"the first {self.give_up_after} episodes"
+            )
             raise EndpointUnavailableError(
-                f"every episode played failed to get replies from {c.base_url} ({len(new_rows)} of "
-                f"{len(pending)} played before giving up); last error: {new_rows[-1].error}"
+                f"{which} failed to get replies from {c.base_url} ({len(new_rows)} of {len(pending)} played"
+                f"{' before giving up' if gave_up else ''}); last error: {failed[-1].error}"
             )
         return EvalReport(rows=rows, summary=summary)
 
     def _play_all(
         self,
-        web: Snapshot,
-        reward: Reward,
+        envs: list[ResearchEnv],
         client: ChatCompletionsClient,
         pending: list[tuple[Task, int]],
         log: ResultsLog,
         status: EvalProgress,
         progress: ProgressCallback | None,
-    ) -> list[EvalRow]:
-        """Run the pending episodes on daemon worker threads (an interrupt never waits for a slow request)."""
+    ) -> tuple[list[EvalRow], bool]:
+        """Play the pending episodes on daemon worker threads; (rows logged, whether the run gave up).
+
+        However it ends, the workers are told to stop and given `WORKER_STOP_GRACE` seconds (an interrupt never
+        waits for a slow request), and every row finished by then is logged. The run gives up when the first
+        max(3, concurrency) episodes all fail because the endpoint is unavailable (not when it refuses a
+        request, like a 400 for an over-long context)."""
         c = self.config
-        selection = select_backend(c.sandbox)
-        env_options: dict[str, Any] = {"profile": c.profile, "tool_format": c.tool_format}
-        if c.max_tool_calls is not None:
-            env_options["max_tool_calls"] = c.max_tool_calls
-        if c.max_turns is not None:
-            env_options["max_turns"] = c.max_turns
         jobs: queue.Queue[tuple[Task, int]] = queue.Queue()
         for job in pending:
             jobs.put(job)
         done: queue.Queue[EvalRow | BaseException] = queue.Queue()
-        envs = [
-            ResearchEnv(
-                web,
-                self.tasks,
-                reward=reward,
-                sandbox=selection.backend,
-                config=EnvConfig(**env_options),
-                output_dir=self.out / "files",
-            )
-            for _ in range(min(c.concurrency, len(pending)))
-        ]
         workers = [
             threading.Thread(
                 target=self._worker, args=(env, client, jobs, done), daemon=True, name=f"miroenv-eval-{i}"
@@ -609,29 +728,42 @@ class Evaluation:
         for worker in workers:
             worker.start()
         rows: list[EvalRow] = []
-        give_up_after = max(3, c.concurrency)
+        late: list[EvalRow] = []
+        gave_up = False
+
+        def record(row: EvalRow) -> None:
+            log.append(row)
+            rows.append(row)
+            status.add(row, c.success_threshold)
+
         try:
             for _ in range(len(pending)):
                 item = done.get()
                 if isinstance(item, BaseException):
                     raise item
-                log.append(item)
-                rows.append(item)
-                status.add(item, c.success_threshold)
+                record(item)
                 if progress is not None:
                     progress(status, item)
-                if len(rows) >= give_up_after and all(row.endpoint_failed for row in rows):
+                if len(rows) == self.give_up_after and all(row.endpoint_unavailable for row in rows):
+                    gave_up = True
                     break
-        except BaseException:
+        finally:
             self.stop.set()
-            raise
-        self.stop.set()
-        for worker in workers:
-            worker.join()
-        for env in envs:
-            env.close()
-        selection.backend.close()
-        return rows
+            deadline = time.monotonic() + WORKER_STOP_GRACE
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+            while True:
+                try:
+                    item = done.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, EvalRow):
+                    record(item)
+                    late.append(item)
+        for row in late:
+            if progress is not None:
+                progress(status, row)
+        return rows, gave_up
 
     def _worker(
         self,
@@ -647,6 +779,8 @@ class Evaluation:
                 return
             try:
                 done.put(self._episode(env, client, task, run))
+            except _Stopped:
+                return
             except BaseException as exc:  # handed to the main thread, which stops the run and raises it
                 done.put(exc)
 
@@ -666,18 +800,25 @@ class Evaluation:
         def act(observation: str) -> Action:
             if self.stop.is_set():
                 raise _Stopped()
-            reply = client.chat(env.context(), **params)
+            try:
+                reply = client.chat(env.context(), **params)
+            except ChatEndpointError:
+                if self.stop.is_set():  # cancelled, or failed while the run stops: abandoned, not a row
+                    raise _Stopped() from None
+                raise
             usage.add(reply)
             return reply_action(reply)
 
         views: list[StepView] = []
         error: str | None = None
+        unavailable = False
         started = time.perf_counter()
         try:
             for view in iter_episode(recorder, act, task_id=task.task_id, seed=seed):
                 views.append(view)
         except ChatEndpointError as exc:
             error = str(exc)
+            unavailable = isinstance(exc, ChatEndpointUnavailableError)
         finally:
             recorder.writer.close()
         result = summarize_episode(views)
@@ -705,6 +846,7 @@ class Evaluation:
                 "endpoint": int(error is not None),
             },
             error=error,
+            endpoint_unavailable=unavailable,
             model_calls=usage.calls,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -733,6 +875,7 @@ __all__ = [
     "ProgressCallback",
     "episode_seed",
     "evaluate",
+    "latest_rows",
     "pass_at_k",
     "read_results",
     "summarize_rows",

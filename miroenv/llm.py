@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -18,6 +18,25 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 class ChatEndpointError(RuntimeError):
     """The endpoint could not give an answer (down, refusing, malformed reply) after retries."""
+
+
+class ChatEndpointUnavailableError(ChatEndpointError):
+    """Connection errors or retryable statuses (`RETRY_STATUSES`) outlasted every retry: the endpoint looks down."""
+
+
+def check_base_url(base_url: str) -> str:
+    """`base_url` if it is an absolute http(s) URL with a host and a valid port; `ValueError` saying why not."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{base_url!r} is not a valid URL ({exc})") from exc
+    if url.scheme not in ("http", "https"):
+        raise ValueError(f"{base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+    if not url.host:
+        raise ValueError(f"{base_url!r} has no host, e.g. http://127.0.0.1:8000/v1")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"{base_url!r} has port {url.port}, outside 1-65535")
+    return base_url
 
 
 class ChatReply(BaseModel):
@@ -36,10 +55,12 @@ class ChatCompletionsClient:
     """Sends chat completions with retries and exponential backoff (honouring `Retry-After`); counts requests.
 
     `label` names the endpoint in error messages ("judge endpoint ..."); `error` is the exception type
-    raised, so each caller keeps its own error class; `budget` (shared by all processes of the machine)
-    rate-limits and caps the requests. Connection errors and `RETRY_STATUSES` are retried `retries` times,
-    waiting `backoff * 2**n` seconds (at most `max_backoff`) or what the server's `Retry-After` asks (at most
-    `max_retry_after`); `sleep` is the wait function.
+    raised, so each caller keeps its own error class, and `unavailable_error` (default `error`) the one raised
+    when connection errors or `RETRY_STATUSES` outlast the retries; `budget` (shared by all processes of the
+    machine) rate-limits and caps the requests. Connection errors and `RETRY_STATUSES` are retried `retries`
+    times, waiting `backoff * 2**n` seconds (at most `max_backoff`) or what the server's `Retry-After` asks (at
+    most `max_retry_after`). Once `cancel` is set, no further request or retry is made: `error` is raised at
+    once. An invalid URL fails at once. One HTTP client is shared by every thread; `close()` closes it.
     """
 
     def __init__(
@@ -54,8 +75,9 @@ class ChatCompletionsClient:
         max_retry_after: float = 120.0,
         label: str = "chat endpoint",
         error: type[Exception] = ChatEndpointError,
+        unavailable_error: type[Exception] | None = None,
         budget: CallBudget | None = None,
-        sleep: Callable[[float], object] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -66,8 +88,9 @@ class ChatCompletionsClient:
         self.max_retry_after = max_retry_after
         self.label = label
         self.error = error
+        self.unavailable_error = unavailable_error or error
         self.budget = budget
-        self.sleep = sleep
+        self.cancel = cancel
         self.requests = 0
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
@@ -105,27 +128,31 @@ class ChatCompletionsClient:
 
     def _post(self, body: dict[str, Any]) -> tuple[Any, int]:
         """POST `body` to `/chat/completions` until a usable status or the retries run out; (JSON, attempts)."""
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url}/chat/completions"
         last_error = "no attempt made"
         wait = 0.0
         for attempt in range(self.retries + 1):
             if attempt:
-                self.sleep(wait)
+                self._wait(wait)
             wait = min(self.backoff * 2**attempt, self.max_backoff)
             if self.budget is not None:
                 try:
                     self.budget.before_call()
                 except BudgetExceededError as exc:
                     raise self.error(f"{self.label}: {exc}") from exc
+            http = self._http()
             try:
-                with self._lock:
-                    self.requests += 1
-                response = self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
+                response = http.post(url, json=body, headers=headers)
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise self.error(f"{self.label} has an unusable URL {url!r}: {exc}") from exc
             except httpx.HTTPError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 continue
+            except RuntimeError as exc:
+                if not http.is_closed:
+                    raise
+                raise self.error(f"{self.label}: the client was closed during the request") from exc
             if response.status_code in RETRY_STATUSES:
                 last_error = f"HTTP {response.status_code}"
                 # imported here: miroenv.web.record imports the tools, which import this module
@@ -141,10 +168,28 @@ class ChatCompletionsClient:
                 return response.json(), attempt + 1
             except ValueError as exc:
                 raise self.error(f"{self.label} sent an unusable reply: {exc}") from exc
-        raise self.error(f"{self.label} failed after {self.retries + 1} attempts: {last_error}")
+        raise self.unavailable_error(f"{self.label} failed after {self.retries + 1} attempts: {last_error}")
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep before a retry; return early and raise `error` when `cancel` is set meanwhile."""
+        if self.cancel is None:
+            time.sleep(seconds)
+        elif self.cancel.wait(seconds):
+            raise self.error(f"{self.label}: cancelled")
+
+    def _http(self) -> httpx.Client:
+        """The shared HTTP client (made on first use, under the lock), counting the request about to be sent."""
+        with self._lock:
+            if self.cancel is not None and self.cancel.is_set():
+                raise self.error(f"{self.label}: cancelled")
+            if self._client is None:
+                self._client = httpx.Client(timeout=self.timeout)
+            self.requests += 1
+            return self._client
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the HTTP connection pool (a later request opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -74,8 +74,11 @@ class ChatScriptServer:
     that task's e-th episode (from 1; an episode is counted when its first request is answered).
 
     Faults: `failures` are (status, headers) answers served, in order, before any scripted reply; tasks in
-    `down` always get 503; with `hold_after` set, the first request of every episode after that many is held
-    until `release` is set and then refused (the client is expected to have been killed meanwhile).
+    `down` always get 503; tasks in `refuse` always get that (status, headers, error message), like a 400 for an
+    over-long context; with `hold_after` set, the first request of every episode after that many is held
+    until `release` is set and then refused (the client is expected to have been killed meanwhile); the
+    request `hold_at` names (task_id, turn) is held until `release` is set and then gets its scripted reply.
+    `holding` is set whenever a request is being held.
     """
 
     def __init__(self, questions: dict[str, str], scripts: dict[str, list[ChatReplyScript]]) -> None:
@@ -84,7 +87,9 @@ class ChatScriptServer:
         self.episode_scripts: dict[tuple[str, int], list[ChatReplyScript]] = {}
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.down: set[str] = set()
+        self.refuse: dict[str, tuple[int, dict[str, str], str]] = {}
         self.hold_after: int | None = None
+        self.hold_at: tuple[str, int] | None = None
         self.holding = threading.Event()
         self.release = threading.Event()
         self.log: list[dict[str, Any]] = []
@@ -143,6 +148,14 @@ class ChatScriptServer:
         if task_id in self.down:
             entry["status"] = 503
             return 503, {}, {"error": {"message": "down for this task"}}
+        if task_id in self.refuse:
+            status, headers, message = self.refuse[task_id]
+            entry["status"] = status
+            return status, headers, {"error": {"message": message}}
+        if self.hold_at == (task_id, turn):
+            entry["held"] = True
+            self.holding.set()
+            self.release.wait(60)
         if hold:
             self.holding.set()
             self.release.wait(60)

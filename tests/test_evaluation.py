@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from miroenv import read_trajectories
+from miroenv import evaluation, read_trajectories
 from miroenv.cli import app
 from miroenv.evaluation import (
+    EndpointUnavailableError,
     EvalConfig,
     EvalError,
     EvalProgress,
@@ -29,6 +34,7 @@ from miroenv.evaluation import (
     trajectory_name,
 )
 from miroenv.policy import load_actions
+from miroenv.sandbox.process import OWNER_ARG, owner_token
 from miroenv.tasks import load_tasks
 from tests.servers import ChatReplyScript, ChatScriptServer
 
@@ -431,10 +437,56 @@ def test_bad_settings_are_named(demo_dir: Path, tmp_path: Path) -> None:
     assert no_snapshot.exit_code == 2 and f"cannot open snapshot {tmp_path}" in flat(no_snapshot.stderr)
     bad_body = runner.invoke(app, [*base, "--snapshot", str(demo_dir), "--extra-body", "[1]"])
     assert bad_body.exit_code == 2 and "--extra-body must be a JSON object" in flat(bad_body.stderr)
-    with pytest.raises(EvalError, match="unknown tool profile 'nope'"):
-        evaluate(
-            EvalConfig(base_url="http://x/v1", model="m", snapshot=demo_dir, out=tmp_path, profile="nope")
-        )
+    with pytest.raises(ValidationError, match="unknown tool profile 'nope'; choose one of: minimal"):
+        EvalConfig(base_url="http://x/v1", model="m", snapshot=demo_dir, out=tmp_path, profile="nope")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "--sandbox",
+            "bogus",
+            "--sandbox: unknown sandbox backend 'bogus'; valid choices: auto, docker, process, none",
+        ),
+        (
+            "--format",
+            "bogus",
+            "--format: unknown tool-call format 'bogus'; valid formats: mcp_xml, hermes, openai",
+        ),
+        (
+            "--profile",
+            "bogus",
+            "--profile: unknown tool profile 'bogus'; choose one of: minimal, mirothinker_v1",
+        ),
+        (
+            "--reward",
+            "bogus",
+            "--reward: unknown reward 'bogus'; valid choices: contains, em, f1, gaia, judge",
+        ),
+        ("--base-url", "http://[::1/v1", "--base-url: 'http://[::1/v1' is not a valid URL"),
+        (
+            "--base-url",
+            "127.0.0.1:8000/v1",
+            "--base-url: '127.0.0.1:8000/v1' must start with http:// or https://",
+        ),
+    ],
+)
+def test_a_bad_setting_is_refused_before_anything_is_written(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    server = scripted_model()
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--limit", "1")
+    bad = [*args, option, value]
+    result = runner.invoke(app, bad)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert message in flat(result.stderr)
+    assert not out.exists() and server.log == []
+    corrected = runner.invoke(app, args)  # nothing was recorded, so the fixed command is not refused
+    assert corrected.exit_code == 0, corrected.output
+    assert [row["task_id"] for row in results_lines(out)] == TASK_IDS[:1]
 
 
 def test_a_results_file_with_a_bad_middle_line_is_reported(tmp_path: Path) -> None:
@@ -456,3 +508,203 @@ def test_a_whole_last_row_without_its_newline_is_kept(
     assert more.exit_code == 0, more.output
     assert server.requests_per_task().keys() == {"babbage-eniac-gap"}
     assert [row["task_id"] for row in results_lines(out)] == TASK_IDS[:2]
+
+
+def test_a_row_torn_inside_a_multibyte_character_is_dropped(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    out = tmp_path / "eval"
+    config = EvalConfig(base_url=server.url, model="m", snapshot=demo_dir, out=out, limit=2, sandbox="none")
+    evaluate(config)
+    path = out / "results.jsonl"
+    first, last = path.read_bytes().splitlines(keepends=True)
+    row = json.loads(last) | {"answer": "Zürich é"}  # a killed writer cut the row inside the "ü"
+    data = json.dumps(row, ensure_ascii=False).encode()
+    path.write_bytes(first + data[: data.index("ü".encode()) + 1])
+
+    assert [row.task_id for row in read_results(path)] == TASK_IDS[:1]
+    server.log.clear()
+    report = evaluate(config)
+    assert server.requests_per_task().keys() == {TASK_IDS[1]}
+    assert (report.summary.played, report.summary.resumed) == (1, 1)
+    assert [row["task_id"] for row in results_lines(out)] == TASK_IDS[:2]
+
+
+def test_a_non_retryable_refusal_fails_only_its_episode_and_never_aborts_the_run(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    too_long = "This model's maximum context length is 262144 tokens; your messages resulted in 300000 tokens"
+    refused = TASK_IDS[:3]  # the first max(3, concurrency) episodes: once enough to abandon the run
+    server.refuse = dict.fromkeys(refused, (400, {}, too_long))
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--concurrency", "1", "--retries", "3", "--backoff", "0.01")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    rows = {row["task_id"]: row for row in results_lines(out)}
+    assert sorted(rows) == sorted(TASK_IDS)
+    for task_id in refused:
+        assert rows[task_id]["errors"]["endpoint"] == 1 and rows[task_id]["reward"] == 0.0
+        assert "answered HTTP 400" in rows[task_id]["error"] and too_long in rows[task_id]["error"]
+        assert rows[task_id]["endpoint_unavailable"] is False
+        assert server.requests_per_task()[task_id] == 1  # a 400 is not retried
+    assert all(rows[task_id]["error"] is None for task_id in TASK_IDS[3:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["played"], summary["errors"]["endpoint"], summary["complete"]) == (5, 3, 2)
+
+
+def test_rows_finished_after_the_run_gives_up_are_logged(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    survivor = "birth-years-product"
+    server.down = set(TASK_IDS) - {survivor}
+    server.hold_at = (survivor, 4)  # its last reply waits until the fourth failure has been counted
+
+    def progress(status: EvalProgress, row: EvalRow | None) -> None:
+        if status.done == 4:
+            assert server.holding.wait(60)
+            server.release.set()
+
+    out = tmp_path / "eval"
+    config = EvalConfig(
+        base_url=server.url,
+        model="m",
+        snapshot=demo_dir,
+        out=out,
+        sandbox="none",
+        concurrency=4,
+        retries=0,
+    )
+    with pytest.raises(
+        EndpointUnavailableError, match="the first 4 episodes failed to get replies"
+    ) as caught:
+        evaluate(config, progress)
+    assert "5 of 5 played before giving up" in str(caught.value)
+    rows = {row.task_id: row for row in read_results(out / "results.jsonl")}
+    assert sorted(rows) == sorted(TASK_IDS)
+    assert rows[survivor].error is None and rows[survivor].answer == "3470280"
+    assert all(rows[task_id].endpoint_unavailable for task_id in server.down)
+    assert (out / rows[survivor].trajectory).is_file()
+    assert json.loads((out / "summary.json").read_text())["episodes"] == 5
+
+
+def _eval_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("miroenv-eval-")]
+
+
+def test_a_stopping_run_abandons_retries_instead_of_hammering_the_endpoint(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    waiting = TASK_IDS[0]
+    server.refuse = {waiting: (503, {"Retry-After": "30"}, "overloaded")}  # its worker waits 30 s to retry
+    server.down = set(TASK_IDS[1:])  # the others fail at once: the run gives up after three
+
+    def progress(status: EvalProgress, row: EvalRow | None) -> None:
+        while row is not None and waiting not in server.requests_per_task():
+            time.sleep(0.01)
+
+    out = tmp_path / "eval"
+    config = EvalConfig(
+        base_url=server.url,
+        model="m",
+        snapshot=demo_dir,
+        out=out,
+        sandbox="none",
+        concurrency=3,
+        retries=2,
+        backoff=0.01,
+    )
+    with pytest.raises(EndpointUnavailableError, match="every episode played failed"):
+        evaluate(config, progress)
+    for thread in _eval_threads():
+        thread.join(60)
+    assert server.requests_per_task()[waiting] == 1  # no retry once the run stopped
+    rows = read_results(out / "results.jsonl")
+    assert len(rows) == 3 and waiting not in {row.task_id for row in rows}
+
+
+def _sandbox_processes() -> list[int]:
+    """Pids of live process-backend sandboxes started by this test process."""
+    mark = (OWNER_ARG + owner_token()).encode()
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                if mark in Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0"):
+                    pids.append(int(name))
+    return pids
+
+
+def test_an_interrupted_run_closes_its_envs_and_sandboxes_without_waiting_for_requests(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evaluation, "WORKER_STOP_GRACE", 0.5)
+    server = scripted_model()
+    sandboxed = "birth-years-product"  # creates a sandbox, runs code in it, then answers
+    server.hold_at = (sandboxed, 3)  # after its Python call, its next request hangs
+    lines = (demo_dir / "tasks.jsonl").read_text().splitlines()
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        "".join(f"{line}\n" for tid in (sandboxed, TASK_IDS[0]) for line in lines if tid in line)
+    )
+    live_during_run: list[int] = []
+
+    def progress(status: EvalProgress, row: EvalRow | None) -> None:
+        if row is None:
+            return
+        assert server.holding.wait(60)
+        live_during_run.extend(_sandbox_processes())
+        raise KeyboardInterrupt
+
+    config = EvalConfig(
+        base_url=server.url,
+        model="m",
+        snapshot=demo_dir,
+        tasks=tasks,
+        out=tmp_path / "eval",
+        sandbox="process",
+        concurrency=2,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config, progress)
+    held = next(entry for entry in server.log if entry.get("held"))
+    assert "status" not in held  # evaluate() returned while a worker still waited for its reply
+    assert live_during_run, "the sandboxed episode had no live sandbox when interrupted"
+    assert _sandbox_processes() == []
+    assert [row["task_id"] for row in results_lines(tmp_path / "eval")] == [TASK_IDS[0]]
+
+
+def test_a_second_eval_on_the_same_directory_is_refused_while_the_first_runs(
+    scripted_model: MakeServer, demo_dir: Path, tmp_path: Path
+) -> None:
+    server = scripted_model()
+    server.hold_after = 0  # the first run's first request hangs
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--concurrency", "1")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "miroenv.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert server.holding.wait(60), "the first run never sent a request"
+        second = runner.invoke(app, args)
+        assert second.exit_code == 2, second.output
+        assert f"another evaluation is using this directory (pid {first.pid})" in flat(second.stderr)
+        assert len(server.log) == 1  # the second run sent nothing
+        assert not (out / "results.jsonl").exists() or results_lines(out) == []
+    finally:
+        first.kill()
+        first.wait(30)
+
+    # The lock dies with its holder: a rerun after the kill plays everything.
+    server.release.set()
+    server.hold_after = None
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert sorted(row["task_id"] for row in results_lines(out)) == sorted(TASK_IDS)

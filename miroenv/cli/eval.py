@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -105,6 +106,25 @@ def summary_table(summary: EvalSummary) -> Table:
     table.add_row("played / resumed", f"{summary.played} / {summary.resumed}")
     table.add_row("requests (with retries)", str(summary.requests))
     return table
+
+
+OPTION_OF_FIELD = {
+    "tool_format": "--format",
+    "request_timeout": "--timeout",
+    "success_threshold": "--threshold",
+}
+"""`EvalConfig` fields whose command-line option is not simply the field name with dashes."""
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Each invalid setting as `--option: why` (pydantic's wording without its prefixes), one per line."""
+    problems = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        option = OPTION_OF_FIELD.get(name, "--" + name.replace("_", "-"))
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        problems.append(f"{option}: {message}")
+    return "\n".join(problems)
 
 
 def _extra_body(text: str | None) -> dict[str, Any]:
@@ -224,8 +244,8 @@ def eval_command(
             rerun_failed=rerun_failed,
             force=force,
         )
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
+    except ValidationError as exc:
+        raise _fail(settings_problems(exc)) from exc
     try:
         with ProgressDisplay(stderr) as display:
             report = evaluate(config, display)
