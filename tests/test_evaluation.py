@@ -624,7 +624,10 @@ def test_a_stopping_run_abandons_retries_instead_of_hammering_the_endpoint(
         thread.join(60)
     assert server.requests_per_task()[waiting] == 1  # no retry once the run stopped
     rows = read_results(out / "results.jsonl")
-    assert len(rows) == 3 and waiting not in {row.task_id for row in rows}
+    # The give-up comes after three failures; a fourth episode may have failed before the stop took effect
+    # (its row is kept too). The waiting episode was abandoned: no row.
+    assert 3 <= len(rows) <= len(TASK_IDS) - 1 and waiting not in {row.task_id for row in rows}
+    assert all(row.endpoint_failed for row in rows)
 
 
 def _sandbox_processes() -> list[int]:

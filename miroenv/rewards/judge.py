@@ -310,7 +310,20 @@ class JudgeReward:
         self.budget = budget
         self.verdicts: dict[str, JudgeVerdict] = {}
         self._lock = threading.Lock()
-        self._endpoint: ChatCompletionsClient | None = None
+        self._endpoint = (
+            ChatCompletionsClient(
+                self.base_url,
+                api_key=self.api_key,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                label="judge endpoint",
+                budget=budget,
+                error=JudgeError,
+            )
+            if self.base_url is not None
+            else None
+        )
 
     @property
     def live(self) -> bool:
@@ -402,18 +415,7 @@ class JudgeReward:
         )
 
     def _complete(self, prompt: str) -> tuple[str, int]:
-        if self._endpoint is None:
-            assert self.base_url is not None
-            self._endpoint = ChatCompletionsClient(
-                self.base_url,
-                api_key=self.api_key,
-                timeout=self.timeout,
-                retries=self.retries,
-                backoff=self.backoff,
-                label="judge endpoint",
-                budget=self.budget,
-                error=JudgeError,
-            )
+        assert self._endpoint is not None, "judge() asks the endpoint only when one is configured"
         return self._endpoint.complete(
             prompt,
             model=self.model,

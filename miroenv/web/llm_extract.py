@@ -81,7 +81,20 @@ class LLMExtractor:
         self.backoff = backoff
         self.budget = budget
         self._lock = threading.Lock()
-        self._endpoint: ChatCompletionsClient | None = None
+        self._endpoint = (
+            ChatCompletionsClient(
+                self.base_url,
+                api_key=self.api_key,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                label="extractor endpoint",
+                budget=budget,
+                error=ExtractorError,
+            )
+            if self.base_url is not None
+            else None
+        )
 
     @property
     def live(self) -> bool:
@@ -119,18 +132,7 @@ class LLMExtractor:
             writer.add_extraction(record)
 
     def _complete(self, prompt: str) -> tuple[str, int]:
-        if self._endpoint is None:
-            assert self.base_url is not None
-            self._endpoint = ChatCompletionsClient(
-                self.base_url,
-                api_key=self.api_key,
-                timeout=self.timeout,
-                retries=self.retries,
-                backoff=self.backoff,
-                label="extractor endpoint",
-                budget=self.budget,
-                error=ExtractorError,
-            )
+        assert self._endpoint is not None, "extract() asks the endpoint only when one is configured"
         return self._endpoint.complete(
             prompt, model=self.model, max_tokens=self.max_tokens, temperature=self.temperature
         )
