@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -193,3 +194,36 @@ class ChatCompletionsClient:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def configured_client(
+    env_prefix: str,
+    base_url: str | None,
+    api_key: str | None,
+    *,
+    label: str,
+    error: type[Exception],
+    timeout: float,
+    retries: int,
+    backoff: float,
+    budget: CallBudget | None,
+) -> ChatCompletionsClient | None:
+    """The client for an optional endpoint, or None when none is configured.
+
+    `base_url` and `api_key` fall back to `MIROENV_<env_prefix>_BASE_URL` and `MIROENV_<env_prefix>_API_KEY`
+    (then `OPENAI_API_KEY`), as the judge and the LLM extractor document.
+    """
+    url = (base_url or os.environ.get(f"MIROENV_{env_prefix}_BASE_URL") or "").rstrip("/")
+    if not url:
+        return None
+    key = api_key or os.environ.get(f"MIROENV_{env_prefix}_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    return ChatCompletionsClient(
+        url,
+        api_key=key,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+        label=label,
+        error=error,
+        budget=budget,
+    )

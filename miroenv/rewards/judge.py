@@ -20,7 +20,7 @@ import diskcache
 from pydantic import BaseModel, ConfigDict
 
 from miroenv.budgets import CallBudget
-from miroenv.llm import ChatCompletionsClient, ChatEndpointError
+from miroenv.llm import ChatEndpointError, configured_client
 from miroenv.rewards.base import RewardBreakdown, RewardContext
 from miroenv.tasks import Task
 
@@ -298,32 +298,24 @@ class JudgeReward:
         self.template_name, self.prompt = resolve_template(template)
         self.template: str = template
         self.structured = structured
-        self.base_url = (base_url or os.environ.get("MIROENV_JUDGE_BASE_URL") or "").rstrip("/") or None
-        self.api_key = api_key or os.environ.get("MIROENV_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache = diskcache.Cache(str(cache_dir)) if cache_dir is not None else None
-        self.timeout = timeout
         self.max_tokens = max_tokens
         self.temperature = temperature
-        self.retries = retries
-        self.backoff = backoff
-        self.budget = budget
         self.verdicts: dict[str, JudgeVerdict] = {}
         self._lock = threading.Lock()
-        self._endpoint = (
-            ChatCompletionsClient(
-                self.base_url,
-                api_key=self.api_key,
-                timeout=timeout,
-                retries=retries,
-                backoff=backoff,
-                label="judge endpoint",
-                budget=budget,
-                error=JudgeError,
-            )
-            if self.base_url is not None
-            else None
+        self._endpoint = configured_client(
+            "JUDGE",
+            base_url,
+            api_key,
+            label="judge endpoint",
+            error=JudgeError,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            budget=budget,
         )
+        self.base_url = self._endpoint.base_url if self._endpoint is not None else None
 
     @property
     def live(self) -> bool:

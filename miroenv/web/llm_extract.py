@@ -7,14 +7,13 @@ replays return them without the endpoint. Without a `base_url` it only replays.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import diskcache
 
 from miroenv.budgets import CallBudget
-from miroenv.llm import ChatCompletionsClient, ChatEndpointError
+from miroenv.llm import ChatEndpointError, configured_client
 from miroenv.web.base import ExtractionRecord, extraction_key
 
 EXTRACTION_PROMPT = """You are given a piece of content and the requirement of information to extract. Your task is to extract the information specifically requested. Be precise and focus exclusively on the requested information.
@@ -68,33 +67,23 @@ class LLMExtractor:
         budget: CallBudget | None = None,
     ) -> None:
         self.model = model
-        self.base_url = (base_url or os.environ.get("MIROENV_EXTRACTOR_BASE_URL") or "").rstrip("/") or None
-        self.api_key = (
-            api_key or os.environ.get("MIROENV_EXTRACTOR_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        )
         self.cache = diskcache.Cache(str(cache_dir)) if cache_dir is not None else None
         self.record_to = Path(record_to) if record_to is not None else None
-        self.timeout = timeout
         self.max_tokens = max_tokens
         self.temperature = temperature
-        self.retries = retries
-        self.backoff = backoff
-        self.budget = budget
         self._lock = threading.Lock()
-        self._endpoint = (
-            ChatCompletionsClient(
-                self.base_url,
-                api_key=self.api_key,
-                timeout=timeout,
-                retries=retries,
-                backoff=backoff,
-                label="extractor endpoint",
-                budget=budget,
-                error=ExtractorError,
-            )
-            if self.base_url is not None
-            else None
+        self._endpoint = configured_client(
+            "EXTRACTOR",
+            base_url,
+            api_key,
+            label="extractor endpoint",
+            error=ExtractorError,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            budget=budget,
         )
+        self.base_url = self._endpoint.base_url if self._endpoint is not None else None
 
     @property
     def live(self) -> bool:
