@@ -174,6 +174,13 @@ def test_context_policy_replaces_old_tool_results_in_requests(
     assert "https://en.wikipedia.org/wiki/ENIAC" in contents[-3]
 
 
+def eval_subprocess(args: list[str], *, stderr: int) -> subprocess.Popen[bytes]:
+    """`miroenv eval ARGS` as a real process (to be killed midway), run from the repository root."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "miroenv.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+
+
 @pytest.mark.parametrize(
     ("stop", "returncode"),
     [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)],
@@ -186,12 +193,7 @@ def test_interrupted_eval_resumes_with_only_the_remaining_tasks(
     server.hold_after = 2  # the third episode's first request hangs: the run is killed mid-request
     out = tmp_path / "eval"
     args = eval_args(server, demo_dir, out, "--concurrency", "1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "miroenv.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = eval_subprocess(args, stderr=subprocess.PIPE)
     try:
         assert server.holding.wait(60), "the third episode never started"
         deadline = time.monotonic() + 30
@@ -688,12 +690,7 @@ def test_a_second_eval_on_the_same_directory_is_refused_while_the_first_runs(
     server.hold_after = 0  # the first run's first request hangs
     out = tmp_path / "eval"
     args = eval_args(server, demo_dir, out, "--concurrency", "1")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "miroenv.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = eval_subprocess(args, stderr=subprocess.DEVNULL)
     try:
         assert server.holding.wait(60), "the first run never sent a request"
         second = runner.invoke(app, args)
