@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, get_args
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -42,7 +42,7 @@ from miroenv.protocol.base import Action
 from miroenv.protocol.registry import get_format
 from miroenv.rewards.base import REWARD_NAMES, Reward
 from miroenv.sandbox.base import SandboxError
-from miroenv.sandbox.select import BackendKind, select_backend
+from miroenv.sandbox.select import check_backend_kind, select_backend
 from miroenv.scoring import ERROR_KINDS, ScoreRow, resolve_reward, summarize
 from miroenv.task_loaders import load_task_file
 from miroenv.tasks import Task
@@ -57,7 +57,6 @@ RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".lock"
 TRAJECTORY_DIR = "trajectories"
-SANDBOX_KINDS: tuple[str, ...] = get_args(BackendKind)
 WORKER_STOP_GRACE = 2.0
 """Seconds a stopping run waits for its episodes in flight; a worker stuck longer (in a slow request) is left."""
 IDENTITY_FIELDS: tuple[str, ...] = (
@@ -146,9 +145,7 @@ class EvalConfig(BaseModel):
     @field_validator("sandbox")
     @classmethod
     def _check_sandbox(cls, value: str) -> str:
-        if value not in SANDBOX_KINDS:
-            raise ValueError(f"unknown sandbox backend {value!r}; valid choices: {', '.join(SANDBOX_KINDS)}")
-        return value
+        return check_backend_kind(value)
 
     def sampling(self) -> dict[str, Any]:
         """temperature / top_p / max_tokens sent with each request: these settings, else the profile's."""

@@ -11,13 +11,23 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from miroenv.sandbox.base import NoSandboxBackend, SandboxBackend, SandboxError, SandboxUnavailableError
 
 logger = logging.getLogger(__name__)
 
 BackendKind = Literal["auto", "docker", "process", "none"]
+BACKEND_KINDS: tuple[str, ...] = get_args(BackendKind)
+
+
+def check_backend_kind(kind: str) -> str:
+    """`kind` if it names a backend; else a ValueError listing the valid names."""
+    if kind not in BACKEND_KINDS:
+        raise ValueError(f"unknown sandbox backend {kind!r}; valid choices: {', '.join(BACKEND_KINDS)}")
+    return kind
+
+
 KIND_ENV = "MIROENV_SANDBOX"
 """Environment variable read when no kind is given (default ``auto``)."""
 
@@ -66,8 +76,7 @@ def select_backend(
     if kind == "process":
         backend = _process(process_options)
         return _announce(BackendSelection(backend, "process", f"requested; {backend.reason}"))
-    if kind != "auto":
-        raise ValueError(f"unknown sandbox backend {kind!r}: use auto, docker, process or none")
+    check_backend_kind(kind)
 
     from miroenv.sandbox.docker import default_image, docker_status
 
@@ -112,9 +121,11 @@ def make_backend(
 
 
 __all__ = [
+    "BACKEND_KINDS",
     "BackendKind",
     "BackendSelection",
     "SandboxUnavailableError",
+    "check_backend_kind",
     "make_backend",
     "select_backend",
 ]
