@@ -3,6 +3,7 @@ replayed web and on sandboxes. Nothing the policy writes raises out of `step()`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,10 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from miroenv._version import __version__
 from miroenv.history import History, Message
-from miroenv.protocol.base import Action, action_text
+from miroenv.protocol.base import Action
 from miroenv.protocol.boxed import extract_boxed
-from miroenv.protocol.calls import ParsedAction, ParseProblem
+from miroenv.protocol.calls import ParsedAction, ParseProblem, ToolCall
+from miroenv.protocol.mcp_xml import safe_action_text, safe_repr
 from miroenv.protocol.registry import get_format
+from miroenv.protocol.text import has_surrogates, screen_parsed, scrub, scrub_text, scrub_value
 from miroenv.rewards.base import Reward, RewardBreakdown, RewardContext, get_reward
 from miroenv.sandbox.base import NoSandboxBackend, SandboxBackend
 from miroenv.sandbox.select import make_backend
@@ -26,10 +29,12 @@ from miroenv.tasks import Task, load_tasks
 from miroenv.tokens import TokenCounter, approx_token_count
 from miroenv.tools.base import EpisodeContext
 from miroenv.tools.profiles import get_profile
-from miroenv.tools.runner import CallOutcome, CallRunner, problem_outcome, run_call
+from miroenv.tools.runner import CallOutcome, CallRunner, describe_call, problem_outcome, run_call
 from miroenv.web.base import Web
 from miroenv.web.llm_extract import LLMExtractor
 from miroenv.web.snapshot import Snapshot
+
+logger = logging.getLogger(__name__)
 
 Phase = Literal["act", "summary", "done"]
 MAX_TEXT_CHARS = 50_000_000
@@ -75,6 +80,8 @@ class _Episode:
         self.terminated = False
         self.truncated = False
         self.truncated_by: str | None = None
+        self.repairs = 0
+        """Lone surrogates replaced in the current step's action (reported in `info["action_repairs"]`)."""
 
 
 def _load_web(snapshot: str | Path | Web) -> Web:
@@ -205,13 +212,14 @@ class ResearchEnv(gym.Env[str, Any]):
         ep = self._episode
         if ep is None:
             raise RuntimeError("ResearchEnv.step() called before reset()")
+        ep.repairs = 0
         if ep.phase == "done":
             info = self._info(ep, [], "the episode has already ended; call reset() to start a new one")
             return "The episode has ended.", 0.0, ep.terminated, ep.truncated, info
 
         ep.turns += 1
         if not isinstance(action, (str, Mapping)):
-            ep.history.append(Message(role="assistant", content=str(action)))
+            ep.history.append(Message(role="assistant", content=scrub(safe_repr(action))))
             problem = (
                 f"the action must be the assistant message as a string or an assistant message dict, "
                 f"got {type(action).__name__}"
@@ -219,17 +227,10 @@ class ResearchEnv(gym.Env[str, Any]):
             ep.errors["format"] += 1
             return self._respond(ep, [_format_outcome(problem)])
 
-        text = action_text(action)
-        tool_calls = action.get("tool_calls") if isinstance(action, Mapping) else None
-        ep.history.append(
-            Message(
-                role="assistant",
-                content=text,
-                tool_calls=[dict(c) for c in tool_calls if isinstance(c, Mapping)]
-                if isinstance(tool_calls, list)
-                else None,
-            )
-        )
+        text, repaired = scrub_text(safe_action_text(action)[0])
+        tool_calls, calls_repaired = _history_tool_calls(action)
+        ep.history.append(Message(role="assistant", content=text, tool_calls=tool_calls))
+        ep.repairs = repaired + calls_repaired
         if ep.phase == "summary":
             return self._finish(ep, extract_boxed(text), terminated=True)
 
@@ -248,16 +249,7 @@ class ResearchEnv(gym.Env[str, Any]):
                 ep.truncated_by = "time"
                 break
             ep.tool_calls += 1
-            outcomes.append(
-                self.call_runner(
-                    call,
-                    self._router,
-                    ep.ctx,
-                    self.profile.max_result_chars,
-                    self._clock,
-                    self._call_timeout(ep),
-                )
-            )
+            outcomes.append(self._run_call(ep, call))
         outcomes.extend(problem_outcome(p) for p in parsed.problems)
         for outcome in outcomes:
             if outcome.error_kind is not None:
@@ -335,12 +327,33 @@ class ResearchEnv(gym.Env[str, Any]):
         return self.tasks[int(self.np_random.integers(len(self.tasks)))]
 
     def _parse(self, action: Action) -> ParsedAction:
+        """The calls in `action`, screened: names or arguments holding lone surrogates or NUL are problems."""
         try:
-            return self.format.parse(action)
+            parsed = self.format.parse(action)
         except Exception as exc:  # parsers promise not to raise; a bug there must not escape step()
-            return ParsedAction(
-                text=action_text(action),
-                problems=[ParseProblem(message=f"the message could not be parsed: {exc}")],
+            parsed = ParsedAction(
+                text=safe_action_text(action)[0],
+                problems=[ParseProblem(message=f"the message could not be parsed: {type(exc).__name__}")],
+            )
+        return screen_parsed(parsed)[0]
+
+    def _run_call(self, ep: _Episode, call: ToolCall) -> CallOutcome:
+        """`call_runner` on one call; a runner that raises (a bug, or a hook's) is reported as `infra`."""
+        try:
+            return self.call_runner(
+                call, self._router, ep.ctx, self.profile.max_result_chars, self._clock, self._call_timeout(ep)
+            )
+        except Exception as exc:
+            logger.exception("the call runner crashed on %s", call.name)
+            error = f"internal error: {type(exc).__name__}: {scrub(str(exc))}"
+            return CallOutcome(
+                server=call.server,
+                tool=call.name,
+                arguments=dict(call.arguments),
+                call_id=call.call_id,
+                text=f"{describe_call(call.name, call.server)} failed. Error: {error}",
+                error_kind="infra",
+                error=error,
             )
 
     def _call_timeout(self, ep: _Episode) -> float | None:
@@ -358,6 +371,7 @@ class ResearchEnv(gym.Env[str, Any]):
     def _respond(
         self, ep: _Episode, outcomes: list[CallOutcome]
     ) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        outcomes = [_scrubbed_outcome(o) for o in outcomes]
         texts = [o.text for o in outcomes]
         if self.format.result_role == "user":
             observation = "\n".join(texts)
@@ -463,6 +477,8 @@ class ResearchEnv(gym.Env[str, Any]):
         }
         if notice is not None:
             info["notice"] = notice
+        if ep.repairs:
+            info["action_repairs"] = {"lone_surrogates": ep.repairs, "replaced_with": "U+FFFD"}
         if ep.phase == "done":
             info["answer"] = ep.answer
             info["truncated_by"] = ep.truncated_by
@@ -474,3 +490,25 @@ class ResearchEnv(gym.Env[str, Any]):
 
 def _format_outcome(problem: str) -> CallOutcome:
     return problem_outcome(ParseProblem(message=problem))
+
+
+def _history_tool_calls(action: Action) -> tuple[list[dict[str, Any]] | None, int]:
+    """The OpenAI `tool_calls` of a message dict as the history keeps them (strings scrubbed), and the repairs."""
+    if not isinstance(action, Mapping):
+        return None, 0
+    try:
+        raw = action.get("tool_calls")
+    except Exception:  # an odd mapping; the parser reports it
+        return None, 0
+    if not isinstance(raw, list):
+        return None, 0
+    tool_calls, repaired = scrub_value(raw)
+    return [c for c in tool_calls if isinstance(c, dict)], repaired
+
+
+def _scrubbed_outcome(outcome: CallOutcome) -> CallOutcome:
+    """`outcome` with lone surrogates in its texts replaced, so observations and history always encode."""
+    if not has_surrogates(outcome.text) and not has_surrogates(outcome.error or ""):
+        return outcome
+    error = scrub(outcome.error) if outcome.error is not None else None
+    return outcome.model_copy(update={"text": scrub(outcome.text), "error": error})

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from miroenv.protocol.text import scrub
 from miroenv.tokens import TokenCounter
 
 OMITTED_TOOL_RESULT = "Tool result is omitted to save tokens."
@@ -44,12 +45,12 @@ class History:
         self._omitted_tokens = counter(OMITTED_TOOL_RESULT)
 
     def append(self, message: Message) -> None:
-        """Add a message and count its tokens once."""
-        self.messages.append(message)
-        self._tokens.append(
-            self._counter(message.content or "")
-            + (self._counter(str(message.tool_calls)) if message.tool_calls else 0)
+        """Add a message and count its tokens once; counted first, so a counter that raises adds nothing."""
+        tokens = self._counter(scrub(message.content or "")) + (
+            self._counter(scrub(str(message.tool_calls))) if message.tool_calls else 0
         )
+        self.messages.append(message)
+        self._tokens.append(tokens)
 
     def _kept_flags(self) -> list[bool]:
         """Which messages are shown verbatim: all but the prunable ones before the last K prunable ones."""

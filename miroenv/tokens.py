@@ -1,17 +1,25 @@
-"""Token counters for the context budget: a cheap deterministic default and adapters for real tokenizers."""
+"""Token counters for the context budget: a cheap deterministic default and adapters for real tokenizers.
+
+Every counter here takes any `str`: text holding lone surrogates is counted, never a `UnicodeEncodeError`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from miroenv.protocol.text import scrub, utf8
+
 TokenCounter = Callable[[str], int]
 """Counts the tokens of one message's text. Must be deterministic."""
 
 
 def approx_token_count(text: str) -> int:
-    """About one token per four UTF-8 bytes: fast, deterministic, and close for English BPE vocabularies."""
-    return (len(text.encode("utf-8")) + 3) // 4
+    """About one token per four UTF-8 bytes: fast, deterministic, and close for English BPE vocabularies.
+
+    Total on any `str`: a lone surrogate counts as its three-byte form instead of raising.
+    """
+    return (len(utf8(text)) + 3) // 4
 
 
 def tiktoken_counter(encoding: str = "o200k_base") -> TokenCounter:
@@ -21,7 +29,7 @@ def tiktoken_counter(encoding: str = "o200k_base") -> TokenCounter:
     enc = tiktoken.get_encoding(encoding)
 
     def count(text: str) -> int:
-        return len(enc.encode(text, disallowed_special=()))
+        return len(enc.encode(scrub(text), disallowed_special=()))
 
     return count
 
@@ -30,6 +38,6 @@ def hf_tokenizer_counter(tokenizer: Any) -> TokenCounter:
     """A counter backed by a Hugging Face tokenizer object (anything with `encode(text) -> list`)."""
 
     def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False))
+        return len(tokenizer.encode(scrub(text), add_special_tokens=False))
 
     return count

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from miroenv.protocol.text import utf8
 from miroenv.web.urls import match_key
 
 
@@ -97,15 +98,18 @@ class FileEntry(BaseModel):
 def extraction_key(url: str, info: str, model: str) -> str:
     """The key of a recorded extraction: the page's match key, the question and the model, hashed."""
     raw = json.dumps([match_key(url), info, model], ensure_ascii=False)
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return hashlib.sha256(utf8(raw)).hexdigest()
 
 
 def tool_call_key(server: str | None, tool: str, arguments: Mapping[str, Any]) -> str:
-    """The key of a recorded tool result: server, tool and arguments (canonical JSON), hashed."""
+    """The key of a recorded tool result: server, tool and arguments (canonical JSON), hashed.
+
+    Total on any text: arguments holding lone surrogates (decoded from JSON escapes) get a key of their own.
+    """
     raw = json.dumps(
         [server or "", tool, arguments], sort_keys=True, ensure_ascii=False, separators=(",", ":")
     )
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return hashlib.sha256(utf8(raw)).hexdigest()
 
 
 class ToolResultRecord(BaseModel):
