@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Make the Debian root filesystem of the offline sandbox image:
-#   build-rootfs.sh ROOTFS [MIRROR]
-# A minimal Debian from debootstrap, then Python and the packages of debian-packages.txt from the Debian
-# archive, slimmed (no build-only dependencies, apt lists, caches, documentation, translations or bundled
+#   build-rootfs.sh ROOTFS MIRROR
+# A minimal Debian from debootstrap, then Python and the packages of debian-packages.txt, all from the
+# Debian archive at MIRROR (miroenv passes $MIROENV_DEBIAN_MIRROR, else the host's own apt source for the
+# suite), slimmed (no build-only dependencies, apt lists, caches, documentation, translations or bundled
 # test suites) and byte-compiled. Needs root (debootstrap and chroot) and the debootstrap program.
 # miroenv runs this from `miroenv sandbox build --offline` and loads the result with `docker import`.
 # Environment: MIROENV_DEBIAN_SUITE (default bookworm).
 set -euo pipefail
 
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-  echo "usage: $0 ROOTFS [MIRROR]" >&2
+if [ $# -ne 2 ] || [ -z "$2" ]; then
+  echo "usage: $0 ROOTFS MIRROR (MIRROR: the URL of a Debian archive, as in a 'deb URL bookworm main' line)" >&2
   exit 2
 fi
 rootfs=$1
-mirror=${2:-http://deb.debian.org/debian}
+mirror=$2
 suite=${MIROENV_DEBIAN_SUITE:-bookworm}
 here=$(cd "$(dirname "$0")" && pwd)
 

@@ -6,6 +6,7 @@
 # docker SDK into VENV if needed, then builds the image offline (a no-op when it is current, the thin top
 # layer only when the agent changed). Exits non-zero with a message saying what failed.
 # Environment: MIROENV_DOCKERD_LOG (default /tmp/miroenv-dockerd.log), MIROENV_DOCKERD_WAIT (seconds, 60).
+# The image's Debian mirror is $MIROENV_DEBIAN_MIRROR, else the host's own apt source for the suite.
 set -euo pipefail
 
 fail() {
@@ -62,6 +63,6 @@ if ! "$python" -c 'import docker' >/dev/null 2>&1; then
   "$python" -m pip install --quiet 'docker>=7.1' || fail "pip install docker failed"
 fi
 
-# 4. The sandbox image, built offline (from the Debian archive) when absent or stale.
+# 4. The sandbox image, built offline (from the host's Debian mirror) when absent or stale.
 "$python" -m miroenv.cli sandbox build --offline || fail "the offline sandbox image build failed"
 echo "ci-setup: ready after $((SECONDS - started)) s"

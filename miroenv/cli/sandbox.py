@@ -162,7 +162,7 @@ def _read_only_root(sandbox: Sandbox, fresh: Callable[[], Sandbox]) -> tuple[boo
 def _no_network(sandbox: Sandbox, fresh: Callable[[], Sandbox]) -> tuple[bool, str]:
     code = """
 import socket
-for target in (("1.1.1.1", 53), ("deb.debian.org", 80)):
+for target in (("1.1.1.1", 53), ("example.com", 80)):
     try:
         socket.create_connection(target, timeout=2).close()
         print("reached", target[0])

@@ -21,6 +21,7 @@ import concurrent.futures
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -42,7 +43,6 @@ BASE_IMAGE = "miroenv-sandbox-base:bookworm"
 """The imported Debian root filesystem the offline image is built on."""
 ONLINE_BASE_IMAGE = "python:3.12-slim"
 """The registry image the online recipe starts from."""
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "bookworm"
 
 SANDBOX_UID = 1000
@@ -60,6 +60,9 @@ LABEL_BASE_SECONDS = "org.miroenv.base.build-seconds"
 ENV_OFFLINE = "MIROENV_OFFLINE_BUILD"
 """`1` forces the offline recipe, `0` the online one; unset: decided by probing the registry."""
 ENV_MIRROR = "MIROENV_DEBIAN_MIRROR"
+"""The Debian archive URL the offline build debootstraps from; unset: the host's apt configuration."""
+MIRROR_SCHEMES = ("http://", "https://", "file:")
+"""URI schemes debootstrap can fetch a distribution from."""
 ENV_SANDBOXES = "MIROENV_SANDBOXES_DIR"
 ENV_BUILD_TMP = "MIROENV_BUILD_TMP"
 """Folder for the offline build tree (default: a tmpfs under /var/tmp when memory allows, else disk)."""
@@ -163,6 +166,129 @@ def _hash_files(*paths: Path, extra: str = "") -> str:
 
 def _suite() -> str:
     return os.environ.get("MIROENV_DEBIAN_SUITE", DEBIAN_SUITE)
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One binary (`deb`) source of an apt configuration: archive URI, suite, and where it is written."""
+
+    uri: str
+    suite: str
+    origin: str
+    """`file:line` of the line or stanza that declares it."""
+
+
+@dataclass(frozen=True)
+class DebianMirror:
+    """The Debian archive the offline build debootstraps from, and what chose it."""
+
+    uri: str
+    origin: str
+
+
+def apt_source_files(apt_dir: Path) -> list[Path]:
+    """apt's source files in apt's order: `sources.list`, then `sources.list.d/*.list|*.sources` by name."""
+    parts = apt_dir / "sources.list.d"
+    found = sorted(p for p in parts.glob("*") if p.suffix in (".list", ".sources")) if parts.is_dir() else []
+    return [apt_dir / "sources.list", *found]
+
+
+_ONE_LINE_DEB = re.compile(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)")
+
+
+def _one_line_sources(path: Path, text: str) -> list[AptSource]:
+    """The `deb URI SUITE ...` lines of a one-line-style file (`sources.list`, `*.list`)."""
+    sources = []
+    for number, line in enumerate(text.splitlines(), 1):
+        found = _ONE_LINE_DEB.match(line.split("#", 1)[0].strip())
+        if found:
+            sources.append(AptSource(found[1], found[2], f"{path}:{number}"))
+    return sources
+
+
+def _deb822_sources(path: Path, text: str) -> list[AptSource]:
+    """The enabled `Types: deb` stanzas of a deb822-style file (`*.sources`), one source per URI and suite."""
+    sources = []
+    stanza: dict[str, str] = {}
+    start = 1
+    key = ""
+    for number, line in enumerate([*text.splitlines(), ""], 1):
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if stanza and "deb" in stanza.get("types", "").split() and stanza.get("enabled", "yes") != "no":
+                for uri in stanza.get("uris", "").split():
+                    sources += [
+                        AptSource(uri, suite, f"{path}:{start}") for suite in stanza.get("suites", "").split()
+                    ]
+            stanza, key = {}, ""
+            continue
+        if line[0].isspace() and key:
+            stanza[key] += " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        if colon:
+            if not stanza:
+                start = number
+            key = name.strip().lower()
+            stanza[key] = value.strip()
+    return sources
+
+
+def apt_sources(apt_dir: Path = Path("/etc/apt")) -> list[AptSource]:
+    """Every binary source of the apt configuration under `apt_dir`, in apt's order (unreadable files skipped)."""
+    sources = []
+    for path in apt_source_files(apt_dir):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        parse = _deb822_sources if path.suffix == ".sources" else _one_line_sources
+        sources += parse(path, text)
+    return sources
+
+
+def _os_release(root: Path) -> dict[str, str]:
+    """`/etc/os-release` under `root` as a dict (empty when missing)."""
+    try:
+        text = (root / "etc" / "os-release").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    pairs = (line.partition("=") for line in text.splitlines())
+    return {key.strip(): value.strip().strip("\"'") for key, eq, value in pairs if eq}
+
+
+def debian_mirror(
+    suite: str | None = None, *, root: Path = Path("/"), environ: Mapping[str, str] | None = None
+) -> DebianMirror:
+    """The Debian archive to debootstrap `suite` from: `$MIROENV_DEBIAN_MIRROR`, else the first `deb` URI of
+    the host's apt configuration for `suite` (or, on a Debian host, for the host's own suite), so the build
+    uses the mirror the machine already trusts; an `ImageError` says what to set when neither gives one."""
+    suite = suite or _suite()
+    configured = (os.environ if environ is None else environ).get(ENV_MIRROR, "").strip()
+    if configured:
+        if not configured.startswith(MIRROR_SCHEMES):
+            raise ImageError(
+                f"{ENV_MIRROR}={configured!r} is not a Debian archive URL: it must start with "
+                f"{', '.join(MIRROR_SCHEMES)}"
+            )
+        return DebianMirror(configured, ENV_MIRROR)
+    release = _os_release(root)
+    wanted = [suite]
+    if release.get("ID") == "debian" and release.get("VERSION_CODENAME") not in ("", None, suite):
+        wanted.append(release["VERSION_CODENAME"])
+    apt_dir = root / "etc" / "apt"
+    sources = [s for s in apt_sources(apt_dir) if s.uri.startswith(MIRROR_SCHEMES)]
+    for name in wanted:
+        for source in sources:
+            if source.suite == name:
+                return DebianMirror(source.uri.rstrip("/"), source.origin)
+    looked = ", ".join(str(path) for path in apt_source_files(apt_dir))
+    raise ImageError(
+        f"no Debian mirror to debootstrap {suite} from: {ENV_MIRROR} is unset and no `deb` source for "
+        f"{' or '.join(wanted)} is configured in {looked}; set {ENV_MIRROR} to the URL of a Debian archive "
+        f"(the URL of a `deb URL {suite} main` line)"
+    )
 
 
 def base_recipe_sha256(recipes: Path | None = None) -> str:
@@ -444,13 +570,13 @@ def _check_offline_prerequisites() -> None:
 def _build_base(client: Any, recipes: Path, log: Log, timings: dict[str, float]) -> None:
     """debootstrap a root filesystem and `docker import` it as BASE_IMAGE, adding to `timings`."""
     _check_offline_prerequisites()
-    mirror = os.environ.get(ENV_MIRROR, DEBIAN_MIRROR)
+    mirror = debian_mirror()
     scratch = _make_scratch(log)
     rootfs = scratch / "rootfs"
     started = time.monotonic()
     try:
-        log(f"debootstrap {_suite()} from {mirror} into {rootfs} (a few minutes)")
-        _run_logged(["bash", str(recipes / "build-rootfs.sh"), str(rootfs), mirror], log)
+        log(f"debootstrap {_suite()} from {mirror.uri} (from {mirror.origin}) into {rootfs} (a few minutes)")
+        _run_logged(["bash", str(recipes / "build-rootfs.sh"), str(rootfs), mirror.uri], log)
         debootstrap_seconds = time.monotonic() - started
         timings["debootstrap"] = debootstrap_seconds
         log(f"importing the root filesystem as {BASE_IMAGE}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,103 @@ def test_offline_build_explains_root_and_debootstrap(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(image_module.os, "geteuid", lambda: 1000)
     with pytest.raises(ImageError, match="need root"):
         image_module._check_offline_prerequisites()
+
+
+FAKE_MIRROR = "http://mirror.invalid/debian"
+"""A made-up archive URL (the `.invalid` top-level domain never resolves)."""
+
+
+def _fake_host(
+    root: Path, files: dict[str, str], os_release: str = "ID=debian\nVERSION_CODENAME=bookworm\n"
+) -> Path:
+    """A fabricated machine root: `etc/os-release` and apt source files under `etc/apt`."""
+    (root / "etc" / "apt" / "sources.list.d").mkdir(parents=True)
+    (root / "etc" / "os-release").write_text(os_release)
+    for name, text in files.items():
+        (root / "etc" / "apt" / name).write_text(text)
+    return root
+
+
+def test_debian_mirror_comes_from_the_hosts_deb822_sources(tmp_path: Path) -> None:
+    root = _fake_host(
+        tmp_path,
+        {
+            "sources.list.d/00-off.sources": (
+                "Types: deb\nURIs: http://disabled.invalid/debian\nSuites: bookworm\nEnabled: no\n"
+            ),
+            "sources.list.d/debian.sources": (
+                "Types: deb-src\nURIs: http://source-only.invalid/debian\nSuites: bookworm\n\n"
+                "Types: deb\n# a comment inside the stanza\nURIs: http://security.invalid/debian-security\n"
+                "Suites: bookworm-security\nComponents: main\n\n"
+                f"Types: deb deb-src\nURIs:\n {FAKE_MIRROR}/\n http://second.invalid/debian\n"
+                "Suites: bookworm bookworm-updates\nComponents: main\n"
+            ),
+            "sources.list.d/zz-other.list.disabled": "deb http://ignored.invalid/debian bookworm main\n",
+        },
+    )
+    found = image_module.debian_mirror("bookworm", root=root, environ={})
+    assert found.uri == FAKE_MIRROR
+    assert found.origin == f"{root / 'etc/apt/sources.list.d/debian.sources'}:11"
+
+
+def test_debian_mirror_from_one_line_sources_in_apts_order(tmp_path: Path) -> None:
+    root = _fake_host(
+        tmp_path,
+        {
+            "sources.list": (
+                "# deb http://commented.invalid/debian bookworm main\n"
+                "deb-src http://source-only.invalid/debian bookworm main\n"
+                "deb cdrom:[Debian 12]/ bookworm main\n"
+                f"deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] {FAKE_MIRROR} bookworm main  # ours\n"
+            ),
+            "sources.list.d/later.list": "deb http://later.invalid/debian bookworm main\n",
+        },
+    )
+    found = image_module.debian_mirror("bookworm", root=root, environ={})
+    assert (found.uri, found.origin) == (FAKE_MIRROR, f"{root / 'etc/apt/sources.list'}:4")
+
+
+def test_debian_mirror_falls_back_to_the_debian_hosts_own_suite(tmp_path: Path) -> None:
+    root = _fake_host(
+        tmp_path,
+        {"sources.list.d/debian.sources": f"Types: deb\nURIs: {FAKE_MIRROR}\nSuites: trixie\n"},
+        os_release='ID=debian\nVERSION_CODENAME="trixie"\n',
+    )
+    assert image_module.debian_mirror("bookworm", root=root, environ={}).uri == FAKE_MIRROR
+
+
+def test_debian_mirror_from_the_environment_wins_and_is_checked(tmp_path: Path) -> None:
+    root = _fake_host(tmp_path, {"sources.list": "deb http://host.invalid/debian bookworm main\n"})
+    environ = {"MIROENV_DEBIAN_MIRROR": FAKE_MIRROR}
+    assert image_module.debian_mirror("bookworm", root=root, environ=environ) == image_module.DebianMirror(
+        FAKE_MIRROR, "MIROENV_DEBIAN_MIRROR"
+    )
+    with pytest.raises(
+        ImageError, match=r"MIROENV_DEBIAN_MIRROR='mirror\.invalid' is not a Debian archive URL"
+    ):
+        image_module.debian_mirror("bookworm", root=root, environ={"MIROENV_DEBIAN_MIRROR": "mirror.invalid"})
+
+
+def test_no_debian_mirror_is_a_clear_error(tmp_path: Path) -> None:
+    root = _fake_host(
+        tmp_path,
+        {"sources.list": "deb http://ports.invalid/ubuntu noble main\n"},
+        os_release="ID=ubuntu\nVERSION_CODENAME=noble\n",
+    )
+    with pytest.raises(ImageError) as raised:
+        image_module.debian_mirror("bookworm", root=root, environ={"MIROENV_DEBIAN_MIRROR": " "})
+    message = str(raised.value)
+    assert "no Debian mirror to debootstrap bookworm from" in message
+    assert str(root / "etc/apt/sources.list") in message
+    assert "set MIROENV_DEBIAN_MIRROR to the URL of a Debian archive" in message
+
+
+def test_build_rootfs_needs_a_mirror(tmp_path: Path) -> None:
+    script = ROOT / "sandboxes" / "build-rootfs.sh"
+    done = subprocess.run(["bash", str(script), str(tmp_path / "rootfs")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr and "MIRROR" in done.stderr
+    assert not (tmp_path / "rootfs").exists()
 
 
 # ------------------------------------------------------------------------------------------ engine
