@@ -266,6 +266,7 @@ class Agent:
         self.grace = float(cfg.get("interrupt_grace", 1.0))
         self.max_read = int(cfg.get("max_read", 256 << 20))
         self.pidns = bool(cfg.get("pidns", True))
+        self.setup_notes = [str(note) for note in cfg.get("setup_notes") or []]
         env = {
             "PATH": _DEFAULT_PATH,
             "HOME": self.workdir,
@@ -335,6 +336,7 @@ class Agent:
                 "uid": self.uid,
                 "python": ".".join(str(n) for n in sys.version_info[:3]),
                 "workdir": self.workdir,
+                "notes": self.setup_notes,
             }
         )
         self.start_worker()
@@ -1062,7 +1064,6 @@ _MS_REMOUNT = 32
 _MS_NOATIME = 1024
 _MS_NODIRATIME = 2048
 _MS_BIND = 4096
-_MS_MOVE = 8192
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _MS_RELATIME = 1 << 21
@@ -1126,39 +1127,72 @@ def _mountpoints() -> list[tuple[str, set[str]]]:
     return found
 
 
-def _tmpfs(libc: _Libc, target: str, size: int, mode: str, owner: int | None = None) -> bool:
-    """Mount a size-capped tmpfs at `target` if it is a directory."""
+def _tmpfs(libc: _Libc, target: str, size: int, mode: str, inodes: int, owner: int | None = None) -> bool:
+    """Mount a tmpfs capped in bytes and in inodes (so empty files cannot exhaust host memory) at `target`."""
     if not os.path.isdir(target) or os.path.islink(target):
         return False
-    data = f"size={max(size, 4096)},mode={mode}"
+    data = f"size={max(size, 4096)},nr_inodes={max(inodes, 16)},mode={mode}"
     if owner is not None:
         data += f",uid={owner},gid={owner}"
     libc.mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, data)
     return True
 
 
+_ST_TO_MS = {"ST_NOSUID": _MS_NOSUID, "ST_NODEV": _MS_NODEV, "ST_NOEXEC": _MS_NOEXEC}
+_ST_TO_MS.update({"ST_NOATIME": _MS_NOATIME, "ST_NODIRATIME": _MS_NODIRATIME, "ST_RELATIME": _MS_RELATIME})
+
+
+def _mount_flags(fd: int) -> int:
+    """The per-mount flags of the mount holding `fd`, as MS_* bits (a user namespace may not clear them)."""
+    st_flags = os.fstatvfs(fd).f_flag
+    return sum(ms for name, ms in _ST_TO_MS.items() if st_flags & getattr(os, name, 0))
+
+
+def _bind_back(libc: _Libc, path: str, fd: int) -> None:
+    """Bind the file or directory `fd` opened (before it was covered) read-only at `path` again."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, 0o755, exist_ok=True)
+    import stat as _stat
+
+    if _stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.makedirs(path, 0o755, exist_ok=True)
+    else:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    libc.mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
+    libc.mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _mount_flags(fd), None)
+
+
+def _write_sysctls(values: dict[str, Any], notes: list[str]) -> None:
+    """Set this IPC namespace's limits (total SysV shared memory, queue counts); a failure becomes a note."""
+    for name, value in values.items():
+        try:
+            with open(f"/proc/sys/{name}", "w") as fh:
+                fh.write(str(value))
+        except OSError as exc:
+            notes.append(f"cannot set {name}: {exc.strerror}")
+
+
 def _setup_main(cfg: dict[str, Any]) -> None:
-    """Namespace setup for the process backend, run as (namespace) root; ends by exec'ing the agent."""
+    """Namespace setup for the process backend, run as (namespace) root; ends by exec'ing the agent.
+
+    The host's mounts become read-only; private tmpfs (capped in bytes and inodes) replace the writable
+    places (/tmp, /home, ...) and the directories to `hide` (the calling user's home, directories others may
+    not enter); then the interpreter's own paths that lay under them (`bind`, opened before they were
+    covered) are bound back read-only at the same place, so a virtualenv under /tmp or a home directory
+    still runs.
+    """
     import resource
 
+    os.umask(0o022)
     libc = _Libc()
+    notes: list[str] = []
     with open(cfg["source_path"], encoding="utf-8") as fh:
         source = fh.read()
     libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
-    stash = str(cfg["stash"])
-    moved = 0
-    for parent, children in cfg.get("expose", []):
-        staged = []
-        for child in children:
-            holder = os.path.join(stash, str(moved))
-            moved += 1
-            os.mkdir(holder, 0o700)
-            libc.mount(os.path.join(parent, child), holder, None, _MS_BIND | _MS_REC, None)
-            staged.append((child, holder))
-        _tmpfs(libc, parent, 1 << 20, "0755")
-        for child, holder in staged:
-            os.mkdir(os.path.join(parent, child), 0o755)
-            libc.mount(holder, os.path.join(parent, child), None, _MS_MOVE, None)
+    hostname = str(cfg.get("hostname") or "sandbox").encode()
+    libc.check(libc.lib.sethostname(hostname, len(hostname)), "sethostname")
+    _write_sysctls(dict(cfg.get("sysctls") or {}), notes)
+    kept = [(str(path), os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in cfg.get("bind", [])]
     for point, opts in reversed(_mountpoints()):
         if point == "/proc" or point.startswith("/proc/") or "ro" in opts:
             continue
@@ -1170,18 +1204,31 @@ def _setup_main(cfg: dict[str, Any]) -> None:
         except OSError as exc:
             if point == "/":
                 raise
-            sys.stderr.write(f"miroenv setup: cannot make {point} read-only: {exc}\n")
+            notes.append(f"cannot make {point} read-only: {exc.strerror}")
     owner = cfg.get("uid")
     owner_id = 0 if owner is None else int(owner)
-    _tmpfs(libc, "/tmp", int(cfg["tmp_size"]), "1777")
-    _tmpfs(libc, "/var/tmp", 1 << 20, "1777")
-    _tmpfs(libc, "/dev/shm", int(cfg["tmp_size"]), "1777")
-    _tmpfs(libc, "/run", 1 << 20, "0755")
-    workdir = "/home/user" if _tmpfs(libc, "/home", int(cfg["home_size"]), "0755") else "/tmp/user"
-    os.mkdir(workdir, 0o755)
+    small = int(cfg.get("small_inodes", 1024))
+    hidden = [str(path) for path in cfg.get("hide", []) if _tmpfs(libc, str(path), 1 << 20, "0755", small)]
+    mounted = set()
+    for target, size, mode, inodes in cfg.get("tmpfs", []):
+        if _tmpfs(libc, str(target), int(size), str(mode), int(inodes)):
+            mounted.add(str(target))
+    for path, fd in kept:
+        _bind_back(libc, path, fd)
+        os.close(fd)
+    for path in hidden:
+        libc.mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
+    if os.path.isdir("/dev/mqueue"):
+        try:
+            libc.mount("mqueue", "/dev/mqueue", "mqueue", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+        except OSError as exc:
+            notes.append(f"cannot mount a private /dev/mqueue: {exc.strerror}")
+    workdir = "/home/user" if "/home" in mounted else "/tmp/user"
+    os.makedirs(workdir, 0o755, exist_ok=True)
     os.chown(workdir, owner_id, owner_id)
     agent_cfg = dict(cfg["agent"])
     agent_cfg["workdir"] = workdir
+    agent_cfg["setup_notes"] = notes
     limits = {
         "as": resource.RLIMIT_AS,
         "nproc": resource.RLIMIT_NPROC,
@@ -1232,7 +1279,11 @@ def main(argv: list[str]) -> int:
     mode = argv[0] if argv else "agent"
     cfg = json.loads(argv[1]) if len(argv) > 1 else {}
     if mode == "setup":
-        _setup_main(cfg)
+        try:
+            _setup_main(cfg)
+        except Exception as exc:
+            sys.stderr.write(f"miroenv sandbox setup failed: {type(exc).__name__}: {exc}\n")
+            sys.stderr.flush()
         return 1
     _set_dumpable(0)
     # No handlers at all: as PID 1 the agent then cannot be signalled from inside its namespace.

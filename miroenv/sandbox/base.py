@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +52,15 @@ class Sandbox(ABC):
     def read_file(self, path: str) -> bytes:
         """Read a file from inside the sandbox."""
 
+    def read_file_into(self, path: str, sink: Callable[[bytes], object], max_bytes: int) -> int:
+        """Copy a file out of the sandbox into `sink` piece by piece and return its size; one larger than
+        `max_bytes` raises `OSError(EFBIG)`. This default reads it whole; agent sandboxes stream it."""
+        data = self.read_file(path)
+        if len(data) > max_bytes:
+            raise OSError(errno.EFBIG, f"file is larger than {max_bytes} bytes", path)
+        sink(data)
+        return len(data)
+
     @abstractmethod
     def close(self) -> None:
         """Destroy the sandbox; it is never reused."""
@@ -59,6 +70,9 @@ class SandboxBackend(ABC):
     """Hands out fresh sandboxes."""
 
     name: str
+    isolation: str = "unspecified"
+    """How code is kept from the host: ``container`` (Docker), ``namespaces`` or ``unisolated`` (process
+    backend), ``disabled`` (no code runs); reported in step `info` and trajectory headers."""
 
     @abstractmethod
     def create(self, session: str) -> Sandbox:
@@ -72,6 +86,7 @@ class NoSandboxBackend(SandboxBackend):
     """The backend used when code execution is not configured: every request fails with a clear reason."""
 
     name = "none"
+    isolation = "disabled"
 
     def __init__(self, reason: str = "no sandbox backend is configured for this environment") -> None:
         self.reason = reason

@@ -314,11 +314,11 @@ def test_auto_picks_docker_when_daemon_and_image_are_there(docker_image: str) ->
         selection.backend.close()
 
 
-def test_rlimits_only_fallback_warns_loudly_and_still_runs_code() -> None:
+def test_unisolated_on_request_warns_loudly_and_still_runs_code() -> None:
     with pytest.warns(RuntimeWarning, match="WITHOUT ISOLATION"):
-        backend = ProcessSandboxBackend(isolation="rlimits", **LIMITS)
+        backend = ProcessSandboxBackend(isolation="unisolated", **LIMITS)
     try:
-        assert backend.isolation == "rlimits"
+        assert backend.isolation == "unisolated"
         sandbox = backend.create("s")
         sandbox.run_python("kept = 5", timeout=10)
         result = sandbox.run_python("while True:\n    pass", timeout=1)
