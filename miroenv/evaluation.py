@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from miroenv._version import __version__
 from miroenv.env import EnvConfig, ResearchEnv
+from miroenv.jsonl import JsonlWriter, iter_jsonl
 from miroenv.llm import (
     ChatCompletionsClient,
     ChatEndpointError,
@@ -307,22 +308,17 @@ def episode_seed(seed: int, task_id: str, run: int) -> int:
 def read_results(path: str | Path) -> list[EvalRow]:
     """Rows of a results.jsonl file (none if absent); a torn last line (a killed writer) is ignored.
 
-    Lines are split as bytes and decoded one by one, so a row cut inside a multibyte character is just torn."""
+    Read with `miroenv.jsonl.iter_jsonl`: a bad line elsewhere is a `JsonlError`, a row that is JSON but not a
+    results row an `EvalError`, both naming the file and line."""
     path = Path(path)
     if not path.is_file():
         return []
-    complete, _, tail = path.read_bytes().rpartition(b"\n")
     rows = []
-    for lineno, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-        if not line.strip():
-            continue
+    for lineno, data in iter_jsonl(path, objects=True):
         try:
-            rows.append(EvalRow.model_validate_json(line))
+            rows.append(EvalRow.model_validate(data))
         except ValidationError as exc:
             raise EvalError(f"{path}:{lineno}: not a results row ({exc.errors()[0]['msg']})") from exc
-    if tail.strip():
-        with contextlib.suppress(ValidationError):
-            rows.append(EvalRow.model_validate_json(tail))
     return rows
 
 
@@ -442,31 +438,12 @@ class _EpisodeUsage:
         self.completion_tokens += reply.completion_tokens
 
 
-class ResultsLog:
+class ResultsLog(JsonlWriter):
     """Appends rows to results.jsonl, one flushed line each, after cutting off a torn last line."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if path.is_file():
-            with path.open("rb+") as handle:
-                data = handle.read()
-                tail = data[data.rfind(b"\n") + 1 :]
-                if tail.strip():
-                    try:
-                        EvalRow.model_validate_json(tail)
-                        handle.write(b"\n")  # a whole row that only lacks its newline: keep it
-                    except ValidationError:
-                        handle.truncate(len(data) - len(tail))
-        self._handle: IO[str] = path.open("a", encoding="utf-8")
-
     def append(self, row: EvalRow) -> None:
-        """Write the row as one line and flush it."""
-        self._handle.write(row.model_dump_json() + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        """Close the file."""
-        self._handle.close()
+        """Write the row as one line."""
+        self.write(row)
 
 
 class Evaluation:

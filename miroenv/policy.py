@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 from pydantic import BaseModel, Field
 
+from miroenv.jsonl import iter_jsonl
 from miroenv.protocol.base import Action
 
 
@@ -18,25 +18,18 @@ class ActionsFileError(ValueError):
 
 
 def load_actions(path: str | Path) -> dict[str, list[Action]]:
-    """Read an actions JSONL file: one `{"task_id": ..., "actions": [...]}` object per line."""
+    """Read an actions JSONL file: one `{"task_id": ..., "actions": [...]}` object per line.
+
+    A torn last line is dropped; a line that is not JSON raises `miroenv.jsonl.JsonlError`."""
     path = Path(path)
     scripts: dict[str, list[Action]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ActionsFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(data, dict) or not isinstance(data.get("task_id"), str):
-                raise ActionsFileError(f"{path}:{lineno}: expected an object with a string 'task_id'")
-            actions = data.get("actions")
-            if not isinstance(actions, list) or not all(isinstance(a, (str, dict)) for a in actions):
-                raise ActionsFileError(
-                    f"{path}:{lineno}: 'actions' must be a list of strings or message objects"
-                )
-            scripts[data["task_id"]] = actions
+    for lineno, data in iter_jsonl(path, objects=True):
+        if not isinstance(data.get("task_id"), str):
+            raise ActionsFileError(f"{path}:{lineno}: expected an object with a string 'task_id'")
+        actions = data.get("actions")
+        if not isinstance(actions, list) or not all(isinstance(a, (str, dict)) for a in actions):
+            raise ActionsFileError(f"{path}:{lineno}: 'actions' must be a list of strings or message objects")
+        scripts[data["task_id"]] = actions
     return scripts
 
 

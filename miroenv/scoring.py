@@ -7,7 +7,6 @@ reward sees exactly what it saw at run time. LLM-judge verdicts are stored back 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from miroenv.jsonl import encode_line, parse_jsonl
 from miroenv.rewards.base import Reward, RewardBreakdown, RewardContext, get_reward
 from miroenv.rewards.compose import WeightedSum
 from miroenv.rewards.judge import JudgeReward, JudgeVerdict
@@ -213,7 +213,7 @@ def summarize(rows: Sequence[ScoreRow], reward: str, *, success_threshold: float
 def _score_file(
     path: Path, scorer: Reward, judges: list[JudgeReward], *, write_back: bool, workers: int
 ) -> tuple[list[ScoreRow], bool]:
-    original = path.read_text(encoding="utf-8")
+    original = path.read_bytes()
     episodes = read_trajectories(path)
     contexts = [reward_context(trajectory) for trajectory in episodes]
     for trajectory in episodes:
@@ -273,7 +273,7 @@ def _row(
 
 def _store_verdicts(
     path: Path,
-    original: str,
+    original: bytes,
     episodes: list[Trajectory],
     contexts: list[RewardContext],
     judges: list[JudgeReward],
@@ -299,36 +299,30 @@ def _store_verdicts(
 
 
 def write_verdicts(
-    path: str | Path, updates: dict[int, dict[str, Any]], *, expected: str | None = None
+    path: str | Path, updates: dict[int, dict[str, Any]], *, expected: bytes | None = None
 ) -> None:
     """Merge `{episode index: {key: verdict}}` into those episodes' footers, rewriting the file atomically.
 
-    Every other line is kept byte for byte. With `expected`, the file must still hold exactly that text
+    Every other line is kept byte for byte. With `expected`, the file must still hold exactly those bytes
     (so verdicts never clobber lines a running recorder appended meanwhile).
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if expected is not None and text != expected:
+    data = path.read_bytes()
+    if expected is not None and data != expected:
         raise RuntimeError(f"{path} changed while it was being scored; verdicts not written (score it again)")
-    lines = text.split("\n")
+    lines = data.split(b"\n")
     episode = -1
-    for lineno, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if data.get("type") == "header":
+    for lineno, record in parse_jsonl(data, path, objects=True):
+        if record.get("type") == "header":
             episode += 1
-        elif data.get("type") == "footer" and episode in updates:
-            stored = data.get(JUDGE_FIELD)
-            data[JUDGE_FIELD] = {**(stored if isinstance(stored, dict) else {}), **updates[episode]}
-            lines[lineno] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        elif record.get("type") == "footer" and episode in updates:
+            stored = record.get(JUDGE_FIELD)
+            record[JUDGE_FIELD] = {**(stored if isinstance(stored, dict) else {}), **updates[episode]}
+            lines[lineno - 1] = encode_line(record).rstrip(b"\n")
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write("\n".join(lines))
+        with os.fdopen(handle, "wb") as out:
+            out.write(b"\n".join(lines))
         shutil.copymode(path, temp)
         os.replace(temp, path)
     except BaseException:

@@ -1,21 +1,22 @@
 """Trajectory logs: one JSONL file holds episodes as a header, a record per step and a footer.
 
-Lines are written and flushed as the episode runs, so a killed process leaves every finished step readable;
-the reader accepts a torn last line and an episode without footer.
+Lines are written and flushed as the episode runs (through `miroenv.jsonl`), so a killed process leaves every
+finished step readable, and a rerun appending to the same file starts on a clean line; the reader drops a
+torn last line and returns an episode without footer as incomplete.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal, SupportsFloat
+from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from miroenv.jsonl import JsonlError, JsonlWriter, iter_jsonl
 from miroenv.protocol.base import Action
 
 
@@ -92,53 +93,50 @@ class Trajectory(BaseModel):
         return [step.action for step in self.steps]
 
 
-class TrajectoryWriter:
-    """Appends records to a JSONL file, one flushed line each (optionally fsynced)."""
+class TrajectoryWriter(JsonlWriter):
+    """Appends trajectory records to a JSONL file, one flushed line each (optionally fsynced), after cutting
+    off a torn tail, so a rerun appending to a crashed run's file keeps every earlier episode readable."""
 
-    def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] = self.path.open("a", encoding="utf-8")
-        self._fsync = fsync
 
-    def write(self, record: BaseModel) -> None:
-        """Write one record as a single line and flush it."""
-        self._handle.write(record.model_dump_json() + "\n")
-        self._handle.flush()
-        if self._fsync:
-            os.fsync(self._handle.fileno())
+_RECORDS: dict[str, type[BaseModel]] = {
+    "header": TrajectoryHeader,
+    "step": StepRecord,
+    "footer": TrajectoryFooter,
+}
 
-    def close(self) -> None:
-        """Close the file."""
-        self._handle.close()
+
+def _record(path: Path, lineno: int, data: dict[str, Any]) -> BaseModel:
+    """The header, step or footer a line holds; `JsonlError` naming the line when it is none of them."""
+    kind = data.get("type")
+    model = _RECORDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise JsonlError(path, lineno, f"unknown record type {kind!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise JsonlError(path, lineno, f"not a trajectory {kind} ({where}: {first['msg']})") from exc
 
 
 def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
-    """Read every episode in a trajectory file; a torn final line (crash mid-write) is ignored."""
+    """Read every episode in a trajectory file; a torn final line (crash mid-write) is ignored.
+
+    A bad line elsewhere raises `miroenv.jsonl.JsonlError` naming the file and line."""
+    path = Path(path)
     current: Trajectory | None = None
-    lines = Path(path).read_text(encoding="utf-8").split("\n")
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) or (lineno == len(lines) - 1 and not lines[-1]):
-                break
-            raise ValueError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from exc
-        kind = data.get("type")
-        if kind == "header":
+    for lineno, data in iter_jsonl(path, objects=True):
+        record = _record(path, lineno, data)
+        if isinstance(record, TrajectoryHeader):
             if current is not None:
                 yield current
-            current = Trajectory(header=TrajectoryHeader.model_validate(data))
+            current = Trajectory(header=record)
         elif current is None:
-            raise ValueError(f"{path}:{lineno}: a {kind!r} record before any header")
-        elif kind == "step":
-            current.steps.append(StepRecord.model_validate(data))
-        elif kind == "footer":
-            current.footer = TrajectoryFooter.model_validate(data)
-        else:
-            raise ValueError(f"{path}:{lineno}: unknown record type {kind!r}")
+            raise JsonlError(path, lineno, f"a {data['type']!r} record before any header")
+        elif isinstance(record, StepRecord):
+            current.steps.append(record)
+        elif isinstance(record, TrajectoryFooter):
+            current.footer = record
     if current is not None:
         yield current
 

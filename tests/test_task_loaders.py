@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from miroenv.jsonl import JsonlError
 from miroenv.task_loaders import load_task_file
 from miroenv.tasks import TaskFileError
 
@@ -88,7 +89,7 @@ def test_browsecomp_plus_tsv_and_jsonl(tmp_path: Path) -> None:
 def test_bad_input_names_line_and_field(tmp_path: Path, kind: str, content: str, message: str) -> None:
     path = tmp_path / "metadata.jsonl"
     path.write_text(content)
-    with pytest.raises(TaskFileError, match=message):
+    with pytest.raises((TaskFileError, JsonlError), match=message):
         load_task_file(path, kind)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from miroenv.jsonl import JsonlError
 from miroenv.tasks import Task, TaskFileError, load_tasks, save_tasks
 
 
@@ -35,5 +36,5 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_bad_lines_are_named(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text('{"task_id": "a", "question": "q"}\n' + line + "\n")
-    with pytest.raises(TaskFileError, match=message):
+    with pytest.raises((TaskFileError, JsonlError), match=message):
         load_tasks(path)

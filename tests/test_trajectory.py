@@ -12,6 +12,7 @@ import pytest
 
 from miroenv import RecordTrajectory, ResearchEnv, ScriptedPolicy, read_trajectories, run_episode
 from miroenv.demo import ACTIONS
+from miroenv.jsonl import JsonlError
 
 
 def test_episode_is_logged_with_header_steps_and_footer(demo_dir: Path, tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_torn_last_line_is_ignored_but_corruption_elsewhere_is_an_error(
     (trajectory,) = read_trajectories(path)
     assert not trajectory.complete and len(trajectory.steps) == 5
     path.write_text(lines[0] + "{broken\n" + "".join(lines[1:]))
-    with pytest.raises(ValueError, match=r":2: not a JSON line"):
+    with pytest.raises(JsonlError, match=r"t\.jsonl:2: not valid JSON"):
         read_trajectories(path)
     path.write_text(lines[1])
     with pytest.raises(ValueError, match="before any header"):

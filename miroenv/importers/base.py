@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from miroenv.jsonl import JsonlError, iter_jsonl
 from miroenv.tasks import Task, TaskFileError, load_tasks, save_tasks
 from miroenv.web.index import build_index_from_snapshot
 from miroenv.web.snapshot import MANIFEST_FILE, SnapshotWriter
@@ -151,7 +152,7 @@ def snapshot_session(
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
-        elif isinstance(exc, ImportFormatError):
+        elif isinstance(exc, (ImportFormatError, JsonlError)):
             exc.args = (
                 f"{exc.args[0]} (the existing snapshot {out} keeps what was imported before this error)",
             )
@@ -189,28 +190,15 @@ def load_json(path: Path) -> Any:
         raise ImportFormatError(path, f"byte {exc.start}", "not UTF-8 text") from exc
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line of a JSONL file."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ImportFormatError(path, f"line {lineno}", f"not valid JSON ({exc.msg})") from exc
-    except UnicodeDecodeError as exc:
-        raise ImportFormatError(path, f"byte {exc.start}", "not UTF-8 text") from exc
-
-
 def is_jsonl(path: Path) -> bool:
     """Whether `path` is read as JSON Lines (by its suffix: .jsonl or .ndjson)."""
     return path.suffix.lower() in {".jsonl", ".ndjson"}
 
 
 def iter_records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(location, record) for each line of a JSONL file or item of a JSON list (an object is one record)."""
+    """(location, record) for each line of a JSONL file or item of a JSON list (an object is one record).
+
+    JSONL is read with `miroenv.jsonl.iter_jsonl`: a torn last line is dropped, a bad line is a `JsonlError`."""
     if is_jsonl(path):
         for lineno, value in iter_jsonl(path):
             yield f"line {lineno}", value

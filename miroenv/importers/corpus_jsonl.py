@@ -18,10 +18,10 @@ from miroenv.importers.base import (
     ImportReport,
     check_sources,
     day_start,
-    iter_jsonl,
     require,
     snapshot_session,
 )
+from miroenv.jsonl import iter_jsonl
 from miroenv.web.extract import extract_page
 
 SYNTHETIC_BASE = "https://corpus.invalid/"

@@ -28,9 +28,9 @@ from miroenv.importers.base import (
     ImportReport,
     check_sources,
     day_start,
-    iter_jsonl,
     snapshot_session,
 )
+from miroenv.jsonl import iter_jsonl
 from miroenv.web.base import SearchRequest
 
 REQUEST_FIELDS = ("gl", "hl", "location", "num", "tbs", "page", "autocorrect")

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from miroenv.jsonl import iter_jsonl
 from miroenv.logs.episode import ImportedEpisode, ImportSummary, RecordedStep, assign_results, write_import
 from miroenv.logs.prompt import recover_prompt
 from miroenv.protocol.base import action_text
@@ -165,10 +166,8 @@ def _documents(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
                 yield from _documents(child)
         return
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield f"{path}:{lineno}", _load(line, f"{path}:{lineno}")
+        for lineno, data in iter_jsonl(path, objects=True):
+            yield f"{path}:{lineno}", data
         return
     yield str(path), _load(path.read_text(encoding="utf-8"), str(path))
 

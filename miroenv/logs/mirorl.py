@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from miroenv.jsonl import iter_jsonl
 from miroenv.logs.episode import ImportedEpisode, ImportSummary, RecordedStep, assign_results, write_import
 from miroenv.logs.prompt import recover_prompt
 from miroenv.protocol.boxed import extract_boxed
@@ -169,18 +170,8 @@ def parse_rollout(row: Mapping[str, Any], task_id: str, *, source: str = "") -> 
 
 
 def read_rollouts(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, rollout) for every non-blank line of a MiroRL JSONL file."""
-    with Path(path).open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RolloutError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise RolloutError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, row
+    """(line number, rollout) for every non-blank line of a MiroRL JSONL file (`miroenv.jsonl.iter_jsonl`)."""
+    return iter_jsonl(path, objects=True)
 
 
 def load_mirorl(sources: Sequence[str | Path]) -> list[ImportedEpisode]:

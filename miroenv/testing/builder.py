@@ -7,7 +7,6 @@ same content hash.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from miroenv.jsonl import write_jsonl
 from miroenv.protocol.base import Action
 from miroenv.tasks import Task, save_tasks
 from miroenv.web.base import FileEntry, Page, SearchRequest
@@ -279,10 +279,14 @@ class SnapshotBuilder:
         if not self._actions:
             actions_path.unlink(missing_ok=True)
             return
-        with actions_path.open("w", encoding="utf-8") as handle:
-            for task_id in self._tasks:
-                if task_id in self._actions:
-                    handle.write(json.dumps({"task_id": task_id, "actions": self._actions[task_id]}) + "\n")
+        write_jsonl(
+            actions_path,
+            (
+                {"task_id": task_id, "actions": self._actions[task_id]}
+                for task_id in self._tasks
+                if task_id in self._actions
+            ),
+        )
 
     def _result(self, result: SearchResult) -> dict[str, Any]:
         """A Serper `organic` item: given as is, or made from the declared page at a URL."""

@@ -14,6 +14,7 @@ from miroenv.importers import (
     import_twowiki,
     wikipedia_url,
 )
+from miroenv.jsonl import JsonlError
 from miroenv.tasks import load_tasks
 from miroenv.web import Snapshot
 from tests.importers.helpers import pages_of, run_cli
@@ -215,5 +216,5 @@ def test_malformed_input_names_file_record_and_field(tmp_path: Path, content: st
 def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_text('{"title": "A", "text": "a"}\n\n{"title": "B"\n', encoding="utf-8")
-    with pytest.raises(ImportFormatError, match=r"bad\.jsonl:line 3: not valid JSON"):
+    with pytest.raises(JsonlError, match=r"bad\.jsonl:3: not valid JSON"):
         import_twowiki([source], tmp_path / "snap")
