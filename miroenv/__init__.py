@@ -1,7 +1,8 @@
 """miroenv: deterministic, sandboxed Gymnasium environments for LLM research agents.
 
-`import miroenv` registers `miroenv/Research-v0` with Gymnasium; the public names below are imported on first
-use, so importing the package (or its pytest plugin) does not load the env, the web stack or the sandboxes.
+`import miroenv` registers `miroenv/Research-v0` with Gymnasium (at once, or when Gymnasium gets imported); the
+public names below are imported on first use, so importing the package (or its pytest plugin) does not load
+Gymnasium, the env, the web stack or the sandboxes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from miroenv._version import __version__
-from miroenv.registration import ENV_ID, register_envs
+from miroenv.registration import ENV_ID, register_envs, register_when_gymnasium_loads
 
 if TYPE_CHECKING:
     from miroenv.env import EnvConfig, ResearchEnv
@@ -60,7 +61,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-register_envs()
+register_when_gymnasium_loads()
 
 __all__ = [
     "ENV_ID",

@@ -1,13 +1,17 @@
 """The bundled demo: a small snapshot on the history of computing, five tasks, and a scripted policy.
 
-`build_demo(path)` writes `snapshots/demo/` (snapshot, full-text index, `tasks.jsonl`, `actions.jsonl`); the texts below were
-written for this project. The scripted policy writes MiroThinker-style MCP XML calls, hits a repeated query,
+`build_demo(path)` writes `snapshots/demo/` (snapshot, full-text index, `tasks.jsonl`, `actions.jsonl`);
+`demo_snapshot()` gives the bundled copy, or one built into a temporary folder removed afterwards. The texts
+below were written for this project. The scripted policy writes MiroThinker-style MCP XML calls, hits a repeated query,
 a page outside the snapshot and a malformed call on the way, computes one answer with `run_python_code` in a
 sandbox, and answers through the summary turn.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -455,3 +459,19 @@ def build_demo(path: str | Path) -> Path:
     for task in TASKS:
         builder.task(task, actions=ACTIONS[task.task_id])
     return builder.build(path)
+
+
+BUNDLED_DEMO = Path("snapshots/demo")
+"""Where `make demo` (run from the repository root) finds the committed demo snapshot."""
+
+
+@contextmanager
+def demo_snapshot(path: Path | None = None) -> Iterator[Path]:
+    """`path`, else the bundled `snapshots/demo`, else a fresh build in a temporary folder deleted on exit."""
+    if path is not None:
+        yield path
+    elif (BUNDLED_DEMO / "manifest.json").is_file():
+        yield BUNDLED_DEMO
+    else:
+        with tempfile.TemporaryDirectory(prefix="miroenv-demo-") as scratch:
+            yield build_demo(Path(scratch))

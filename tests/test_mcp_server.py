@@ -769,7 +769,7 @@ def test_without_the_mcp_extra_the_command_says_how_to_install_it(demo_dir: Path
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
-    assert "the MCP server needs the `mcp` extra" in done.stderr
+    assert "serve-mcp needs the 'mcp' extra" in done.stderr
     assert "pip install 'miroenv[mcp]'" in done.stderr
     listing = subprocess.run(
         [sys.executable, "-c", hide_mcp, "--help"], capture_output=True, text=True, timeout=60

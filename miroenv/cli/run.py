@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from miroenv.cli.app import app, console
-from miroenv.demo import build_demo
+from miroenv.demo import demo_snapshot
 from miroenv.env import ResearchEnv
 from miroenv.policy import EpisodeResult, ScriptedPolicy, StepView, load_actions, run_episode
 from miroenv.sandbox.select import select_backend
@@ -106,26 +105,20 @@ def demo(
     sandbox: Annotated[str, typer.Option(help=SANDBOX_HELP)] = "auto",
 ) -> None:
     """Run the bundled demo: five research tasks (one computed in a sandbox) solved by a scripted policy."""
-    if snapshot is None:
-        bundled = Path("snapshots/demo")
-        snapshot = (
-            bundled
-            if (bundled / "manifest.json").is_file()
-            else build_demo(Path(tempfile.mkdtemp(prefix="miroenv-demo-")))
-        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    selection = select_backend(sandbox)
-    env = ResearchEnv(snapshot, snapshot / "tasks.jsonl", sandbox=selection.backend)
-    console.print(
-        f"snapshot [bold]{escape(env.web.name)}[/] ({escape(env.web.content_hash[:19])}…), "
-        f"profile {env.profile.name}, format {env.format.name}\n{escape(str(selection))}"
-    )
-    try:
-        results = _run_tasks(env, load_actions(snapshot / "actions.jsonl"), out, verbose=not quiet)
-    finally:
-        env.close()
-        selection.backend.close()
+    with demo_snapshot(snapshot) as path:
+        selection = select_backend(sandbox)
+        env = ResearchEnv(path, path / "tasks.jsonl", sandbox=selection.backend)
+        console.print(
+            f"snapshot [bold]{escape(env.web.name)}[/] ({escape(env.web.content_hash[:19])}…), "
+            f"profile {env.profile.name}, format {env.format.name}\n{escape(str(selection))}"
+        )
+        try:
+            results = _run_tasks(env, load_actions(path / "actions.jsonl"), out, verbose=not quiet)
+        finally:
+            env.close()
+            selection.backend.close()
     console.print(_summary_table(results, env))
     for r in results:
         console.print(f"reward {r.task_id}: {r.reward:.2f}")

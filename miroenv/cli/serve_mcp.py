@@ -13,6 +13,7 @@ import typer
 from miroenv.cli.app import app
 from miroenv.cli.run import SANDBOX_HELP
 from miroenv.env import EnvConfig
+from miroenv.extras import requires_extra
 from miroenv.sandbox.base import SandboxError
 from miroenv.sandbox.select import select_backend
 from miroenv.tools.profiles import get_profile
@@ -89,12 +90,8 @@ def serve_mcp(
     ] = None,
 ) -> None:
     """Serve the profile's tools over MCP with MiroThinker's server and tool names; one episode per session."""
-    try:
+    with requires_extra("mcp", "serve-mcp"):
         from miroenv import mcp_server
-    except ImportError as exc:
-        raise _fail(
-            f"the MCP server needs the `mcp` extra ({exc}); install it with: pip install 'miroenv[mcp]'"
-        ) from exc
     if transport not in TRANSPORTS:
         raise _fail(f"unknown transport {transport!r}; choose one of: {', '.join(TRANSPORTS)}")
     if sandbox_scope not in mcp_server.SANDBOX_SCOPES:

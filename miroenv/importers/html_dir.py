@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from miroenv.extras import ensure_extra
 from miroenv.importers.base import (
     ImportFormatError,
     ImportReport,
@@ -83,6 +84,7 @@ def import_html_dir(
     sources: Sequence[Path], out: Path, *, name: str | None = None, capture_date: str | None = None
 ) -> ImportReport:
     """One page per HTML file: URL from the maps (module docstring), title and text from `extract_page`."""
+    ensure_extra("import", "snapshot import html-dir")
     paths = check_sources(sources, directories=True)
     report = ImportReport(format="html-dir", snapshot=str(out), created=True, sources=[str(p) for p in paths])
     urls: dict[str, str] = {}

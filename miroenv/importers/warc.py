@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
-
+from miroenv.extras import ensure_extra
 from miroenv.importers.base import ImportFormatError, ImportReport, check_sources, snapshot_session
 from miroenv.web.base import Page
 from miroenv.web.extract import (
@@ -211,6 +209,9 @@ class _WarcImport:
 
     def run(self, path: Path) -> None:
         """Import every record of one WARC file."""
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+
         with path.open("rb") as handle:
             iterator = ArchiveIterator(handle, arc2warc=True)
             records: Iterator[Any] = iter(iterator)
@@ -515,6 +516,7 @@ def import_warc(
     sources: Sequence[Path], out: Path, *, name: str | None = None, capture_date: str | None = None
 ) -> ImportReport:
     """Import WARC files (see module docstring); a new snapshot is dated by its latest WARC-Date by default."""
+    ensure_extra("import", "snapshot import warc")
     paths = check_sources(sources)
     for path in paths:
         check_warc_start(path)

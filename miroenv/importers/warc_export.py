@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from miroenv._version import __version__
+from miroenv.extras import ensure_extra
 from miroenv.web.base import Page
 from miroenv.web.snapshot import DATABASE_FILE, Snapshot
 
@@ -85,6 +84,8 @@ class _Writer:
 
     def __init__(self, handle: Any, gzip: bool) -> None:
         """Write to `handle`, each record its own gzip member when `gzip`."""
+        from warcio.warcwriter import WARCWriter
+
         self.warc = WARCWriter(handle, gzip=gzip)
 
     def response(
@@ -97,6 +98,8 @@ class _Writer:
         extra: list[tuple[str, str]] | None = None,
     ) -> str:
         """Write an HTTP response record; returns its WARC-Record-ID."""
+        from warcio.statusandheaders import StatusAndHeaders
+
         headers = [("Content-Length", str(len(payload)))]
         if content_type:
             headers.insert(0, ("Content-Type", content_type))
@@ -149,6 +152,7 @@ def _page_records(writer: _Writer, page: Page, date: str, report: ExportReport) 
 
 def export_warc(snapshot_dir: Path, out_path: Path) -> ExportReport:
     """Write the snapshot's pages, aliases and files to `out_path` (gzipped if it ends in `.gz`)."""
+    ensure_extra("import", "snapshot export")
     snap = Snapshot(snapshot_dir)
     report = ExportReport(snapshot=str(snapshot_dir), out=str(out_path))
     fallback = f"{snap.capture_date}T00:00:00Z"

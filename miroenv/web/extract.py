@@ -4,7 +4,8 @@
 measured best on the article-extraction benchmark, see benchmarks/README.md) and falls back to
 BeautifulSoup's `get_text` when trafilatura finds nothing. Bytes are decoded with the declared charset, then a
 `<meta>` charset, then UTF-8 with replacement. Plain text and Markdown pass through unchanged. It never
-raises.
+raises on content. HTML needs the `import` extra: without it `extract_page` raises `MissingExtraError` rather
+than store another extractor's text (the stored extractor name and version decide what a snapshot holds).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import logging
 import re
 from typing import Any, NamedTuple
+
+from miroenv.extras import ensure_extra
 
 __all__ = [
     "HTML_TYPES",
@@ -218,7 +221,10 @@ def _passthrough(markup: str, kind: str) -> ExtractedPage:
 
 
 def extract_page(body: bytes | str, url: str, content_type: str = "text/html") -> ExtractedPage:
-    """Title and Markdown/text of a response body, with the extractor and version used; never raises."""
+    """Title and Markdown/text of a response body, with the extractor and version used.
+
+    Never raises on content; raises `MissingExtraError` for HTML when the `import` extra is not installed.
+    """
     try:
         markup = decode_body(body, content_type)
         kind = media_type(content_type)
@@ -226,6 +232,7 @@ def extract_page(body: bytes | str, url: str, content_type: str = "text/html") -
             return _passthrough(markup, kind)
     except Exception:  # extraction must never fail an import or a recording
         return ExtractedPage(title="", text="", extractor="none")
+    ensure_extra("import", "HTML extraction")
     try:
         found = _trafilatura(markup, url)
     except Exception:  # malformed markup can trip any parser; fall back below
