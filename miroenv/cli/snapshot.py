@@ -22,12 +22,19 @@ def snapshot_info(path: Annotated[Path, typer.Argument(help="Snapshot directory.
     """Show a snapshot's manifest and check its content hash."""
     try:
         snap = Snapshot(path)
-        snap.verify()
+        snap.verify(index=False)
     except SnapshotError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     console.print_json(snap.manifest.model_dump_json())
     console.print("[green]content hash verified[/]")
+    status = snap.index_status(full=True)
+    if status.ok:
+        console.print(f"[green]index verified:[/] {escape(status.message)}")
+        return
+    colour = "red" if status.state == "damaged" else "yellow"
+    console.print(f"[{colour}]index {status.state}:[/] {escape(status.message)}")
+    raise typer.Exit(2 if status.state == "damaged" else 1)
 
 
 @snapshot_app.command("build-demo")
@@ -59,6 +66,9 @@ def snapshot_search(
 ) -> None:
     """Search a snapshot exactly as the `google_search` tool does (recorded query, else the index)."""
     snap = _open(path)
+    status = snap.index_status()
+    if not status.ok:
+        typer.echo(f"warning: index {status.state}: {status.message}", err=True)
     outcome = run_tool_once(snap, "google_search", {"q": query, "num": num, "page": page})
     if as_json or outcome.error_kind is not None:
         typer.echo(outcome.text)
@@ -75,6 +85,31 @@ def snapshot_search(
             escape(item.get("snippet", "")),
         )
     console.print(table)
+
+
+@snapshot_app.command("reindex")
+def snapshot_reindex(path: Annotated[Path, typer.Argument(help="Snapshot directory.")]) -> None:
+    """(Re)build a snapshot's full-text search index from its pages; a killed build keeps the old index."""
+    from miroenv.web.index import SnapshotIndexError, build_index_from_snapshot
+
+    snap = _open(path)
+    try:
+        snap.verify(index=False)
+    except SnapshotError as exc:
+        console.print(
+            f"[red]error:[/] {escape(str(exc))}: a writer did not finish; re-run the import (or reopen the "
+            "snapshot with SnapshotWriter and close it) before indexing"
+        )
+        raise typer.Exit(2) from exc
+    finally:
+        snap.close()
+    try:
+        index = build_index_from_snapshot(path)
+    except SnapshotIndexError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    console.print(f"indexed {len(index)} pages into {escape(str(index.path))}")
+    index.close()
 
 
 @snapshot_app.command("get")

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, WithJsonSchema
 
-from miroenv.tools.base import EpisodeContext, Tool, ToolArguments, ToolFailure
+from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure
 from miroenv.web.base import SearchRequest
+from miroenv.web.index import SnapshotIndexError
 
 OptionalInt = Annotated[int | None, WithJsonSchema({"type": "integer"})]
 OptionalStr = Annotated[str | None, WithJsonSchema({"type": "string"})]
@@ -97,7 +98,10 @@ class GoogleSearch(Tool[GoogleSearchArgs]):
             page=args.page if args.page is not None else 1,
             autocorrect=args.autocorrect,
         )
-        response = ctx.web.search(request)
+        try:
+            response = ctx.web.search(request)
+        except SnapshotIndexError as exc:
+            raise InfraFailure(f"[ERROR]: search is unavailable: {exc}") from exc
         if response.source == "live":
             ctx.add_cost("search_requests", 1)
         organic = [

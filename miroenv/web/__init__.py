@@ -10,19 +10,32 @@ from miroenv.web.base import (
     Web,
     normalize_query,
 )
-from miroenv.web.snapshot import Snapshot, SnapshotError, SnapshotManifest, SnapshotWriter
+from miroenv.web.index import NoSearchIndexError, SnapshotIndexError, build_index_from_snapshot
+from miroenv.web.snapshot import (
+    IndexStatus,
+    Snapshot,
+    SnapshotError,
+    SnapshotIndexWarning,
+    SnapshotManifest,
+    SnapshotWriter,
+)
 
 __all__ = [
     "FileEntry",
+    "IndexStatus",
+    "NoSearchIndexError",
     "NotInSnapshotError",
     "Page",
     "SearchRequest",
     "SearchResponse",
     "Snapshot",
     "SnapshotError",
+    "SnapshotIndexError",
+    "SnapshotIndexWarning",
     "SnapshotManifest",
     "SnapshotWriter",
     "ToolResultRecord",
     "Web",
+    "build_index_from_snapshot",
     "normalize_query",
 ]

@@ -6,6 +6,14 @@ decompression: `pages.bin` (URL, title and the first `SNIPPET_SCAN_CHARS` of the
 `pages.offsets` (little-endian u64: where each page's URL, title and text start, then the end) and `pages.chars`
 (little-endian u64: each page's full text length).
 
+Builds are crash-safe: each build writes a fresh `.index.<id>.building` folder next to `index/` while holding
+`.index.<id>.lock`, then switches it into place in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere
+two renames, with the previous index restored by the next cleaner if the build dies between them), so a killed
+build leaves the previous index, or no `index/` at all, never a half-built one. Folders whose builder is gone (its
+lock is free) are removed by the next build and by readers that can write the folder (`remove_stale_builds`).
+`miroenv-index.json` records the snapshot content hash the index was built from and a SHA-256 of every index
+file, which `SnapshotIndex.check_files` recomputes.
+
 Rankings are identical across builds, processes and machines because:
 - the index is built by one writer thread in one commit into exactly one segment (verified after the build);
 - documents are stored sorted by URL (tantivy index sorting), so document ids, and with them the order in
@@ -17,7 +25,10 @@ Rankings are identical across builds, processes and machines because:
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
+import hashlib
 import json
 import mmap
 import os
@@ -34,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import tantivy
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict
 
 INDEX_DIR = "index"
@@ -100,8 +112,16 @@ class IndexHit(BaseModel):
     score: float
 
 
+BUILDING_SUFFIX = ".building"
+"""Suffix of the folder a build writes before it is switched into place."""
+
+
 class SnapshotIndexError(RuntimeError):
     """An index that cannot be built or opened; the message names the folder and why."""
+
+
+class NoSearchIndexError(SnapshotIndexError):
+    """A search the index would answer, on a snapshot that has no index; the message says how to build one."""
 
 
 def _analyzer(drop_stopwords: bool = False) -> tantivy.TextAnalyzer:
@@ -161,41 +181,67 @@ class SnapshotIndex:
         self._query_analyzer = _analyzer(drop_stopwords=True)
 
     @classmethod
-    def build(cls, index_dir: Path, docs: Iterable[tuple[str, str, str]]) -> SnapshotIndex:
+    def build(
+        cls, index_dir: Path, docs: Iterable[tuple[str, str, str]], *, content_hash: str | None = None
+    ) -> SnapshotIndex:
         """Index `docs` (url, title, text; URLs unique) into `index_dir`, replacing any index there.
 
-        Built single-threaded into one segment in a temporary folder next to `index_dir`, then renamed into
-        place, so readers never see a half-built index.
+        Built single-threaded into one segment in a fresh folder next to `index_dir`, checked, then switched
+        into place atomically, so readers and a killed build never see a half-built index. `content_hash`
+        names the snapshot content the pages come from (recorded in the metadata, so staleness shows).
         """
         index_dir = Path(index_dir)
         index_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".building", dir=index_dir.parent))
+        remove_stale_builds(index_dir)
+        stem = uuid.uuid4().hex
+        lock_path = _leftover_path(index_dir, stem, "lock")
+        with FileLock(str(lock_path)):
+            tmp = _leftover_path(index_dir, stem, "building")
+            tmp.mkdir()
+            try:
+                cls._build_into(tmp, index_dir, docs, content_hash)
+                retired = _switch_dir(tmp, index_dir)
+                if retired is not None:
+                    shutil.rmtree(retired, ignore_errors=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            finally:
+                lock_path.unlink(missing_ok=True)
+        return cls.open(index_dir)
+
+    @classmethod
+    def _build_into(
+        cls, tmp: Path, index_dir: Path, docs: Iterable[tuple[str, str, str]], content_hash: str | None
+    ) -> None:
+        """Write and check a complete index in `tmp`, its metadata (file hashes included) last."""
+        count, segments = _write_index(tmp, docs)
+        if segments > 1:
+            raise SnapshotIndexError(
+                f"{index_dir}: the pages did not fit in one segment ({segments} segments): the corpus needs "
+                f"more than the {HEAP_BYTES:,}-byte writer heap (HEAP_BYTES)"
+            )
+        _make_readable(tmp)
+        meta = {
+            "format": INDEX_FORMAT,
+            "format_version": INDEX_FORMAT_VERSION,
+            "analyzer": ANALYZER_DESCRIPTION,
+            "documents": count,
+            "snippet_scan_chars": SNIPPET_SCAN_CHARS,
+            "tantivy": str(getattr(tantivy, "__version__", "unknown")),
+            "content_hash": content_hash,
+            "files": _file_hashes(tmp),
+        }
+        _write_file(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (tmp / META_FILE).chmod(0o644)
+        built = cls.open(tmp)
         try:
-            count, segments = _write_index(tmp, docs)
-            if segments > 1:
-                raise SnapshotIndexError(
-                    f"{index_dir}: the pages did not fit in one segment ({segments} segments): the corpus needs "
-                    f"more than the {HEAP_BYTES:,}-byte writer heap (HEAP_BYTES)"
-                )
-            meta = {
-                "format": INDEX_FORMAT,
-                "format_version": INDEX_FORMAT_VERSION,
-                "analyzer": ANALYZER_DESCRIPTION,
-                "documents": count,
-                "snippet_scan_chars": SNIPPET_SCAN_CHARS,
-                "tantivy": str(getattr(tantivy, "__version__", "unknown")),
-            }
-            _write_file(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            built = cls.open(tmp)
             if built._num_docs != count:
                 raise SnapshotIndexError(f"{index_dir}: index holds {built._num_docs} of {count} pages")
             built._check_store()
+        finally:
             built.close()
-            _replace_dir(tmp, index_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return cls.open(index_dir)
+        _fsync_dir(tmp)
 
     @classmethod
     def open(cls, index_dir: Path) -> SnapshotIndex:
@@ -235,6 +281,35 @@ class SnapshotIndex:
     def __len__(self) -> int:
         """Number of indexed pages."""
         return int(self._num_docs)
+
+    @property
+    def content_hash(self) -> str | None:
+        """The snapshot content hash the index was built from (None: built outside a snapshot, or by an older
+        miroenv that did not record it)."""
+        value = self.meta.get("content_hash")
+        return value if isinstance(value, str) else None
+
+    def check_files(self) -> None:
+        """Recompute the SHA-256 of every index file and compare with the metadata; `SnapshotIndexError`
+        naming the files that differ or are missing (an index built before hashes were recorded passes)."""
+        recorded = self.meta.get("files")
+        if not isinstance(recorded, dict):
+            return
+        actual = _file_hashes(self.path)
+        problems = [
+            f"{name} {'missing' if name not in actual else 'changed'}"
+            for name, digest in sorted(recorded.items())
+            if actual.get(name) != digest
+        ]
+        problems += [f"{name} unexpected" for name in sorted(set(actual) - set(recorded))]
+        if problems:
+            raise SnapshotIndexError(
+                f"{self.path}: index files do not match its metadata: {', '.join(problems)}"
+            )
+        if self.meta.get("documents") != self._num_docs:
+            raise SnapshotIndexError(
+                f"{self.path}: index holds {self._num_docs} pages, its metadata says {self.meta.get('documents')}"
+            )
 
     def search(self, query: str, limit: int = 10, offset: int = 0) -> list[IndexHit]:
         """The hits ranked `offset` to `offset + limit - 1` for `query` (any text; never raises on it).
@@ -452,25 +527,157 @@ def _make_readable(folder: Path) -> None:
             entry.chmod(0o644)
 
 
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move the folder `source` to `target`, replacing what was there (the old one is renamed away first)."""
-    _make_readable(source)
-    old: Path | None = None
-    if target.exists() or target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-        os.replace(target, old)
-    os.replace(source, target)
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (renames, new files) to disk where the platform allows it."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every index file in `folder` but our metadata and tantivy's dot files (its lock files and
+    `.managed.json`, bookkeeping a tantivy writer may rewrite)."""
+    hashes: dict[str, str] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.name != META_FILE and not entry.name.startswith("."):
+            digest = hashlib.sha256()
+            with open(entry, "rb") as handle:
+                for block in iter(functools.partial(handle.read, 1 << 20), b""):
+                    digest.update(block)
+            hashes[entry.name] = "sha256:" + digest.hexdigest()
+    return hashes
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2() -> Any:
+    """libc's `renameat2` on Linux (glibc 2.28+), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the platform or file system cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def _switch_dir(source: Path, target: Path) -> Path | None:
+    """Put the folder `source` at `target` atomically; returns where the previous `target` now is (to be
+    removed), or None when there was none.
+
+    A rename when `target` is absent; else an atomic exchange; else (no exchange here) `target` is renamed to
+    `source`'s `.old` name first, which `remove_stale_builds` restores if the process dies before the second
+    rename.
+    """
+    for _ in range(64):
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
+            os.rename(source, target)
+            _fsync_dir(target.parent)
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+        if _exchange(source, target):
+            _fsync_dir(target.parent)
+            return source
+        retired = source.with_name(source.name.removesuffix(BUILDING_SUFFIX) + ".old")
+        try:
+            os.rename(target, retired)
+        except FileNotFoundError:
+            continue
+        os.rename(source, target)
+        _fsync_dir(target.parent)
+        return retired
+    raise SnapshotIndexError(f"{target}: could not switch the new index into place (it keeps being replaced)")
+
+
+def _leftover_path(index_dir: Path, stem: str, kind: str) -> Path:
+    """The `.building` folder, `.lock` file or `.old` folder of the build `stem` of `index_dir`."""
+    return index_dir.with_name(f".{index_dir.name}.{stem}.{kind}")
+
+
+def _leftovers(index_dir: Path) -> dict[str, set[str]]:
+    """Build leftovers next to `index_dir`, as stem -> kinds (`building`, `lock`, `old`); also the folders
+    earlier versions left (`.index.XXXX.building`, `.index.old-HEX`)."""
+    pattern = re.compile(
+        rf"\.{re.escape(index_dir.name)}\.(?:(?P<stem>[^.]+)\.(?P<kind>building|lock|old)|(?P<legacy>old-[0-9a-f]+))"
+    )
+    found: dict[str, set[str]] = {}
+    try:
+        entries = os.listdir(index_dir.parent)
+    except OSError:
+        return found
+    for name in entries:
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        if match["legacy"]:
+            found.setdefault(match["legacy"], set()).add("legacy")
         else:
-            old.unlink(missing_ok=True)
+            found.setdefault(match["stem"], set()).add(match["kind"])
+    return found
+
+
+def remove_stale_builds(index_dir: Path) -> list[Path]:
+    """Remove what killed builds of `index_dir` left (their builder's lock is free); returns what went.
+
+    A build still running holds its lock and is left alone; a previous index retired by a build that died
+    before switching the new one in is put back when `index_dir` is missing. Nothing happens (and nothing is
+    written) when there are no leftovers or the folder is not writable (a read-only mount).
+    """
+    index_dir = Path(index_dir)
+    found = _leftovers(index_dir)
+    if not found or not os.access(index_dir.parent, os.W_OK):
+        return []
+    removed: list[Path] = []
+    for stem, kinds in sorted(found.items()):
+        lock_path = _leftover_path(index_dir, stem, "lock")
+        lock = FileLock(str(lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except (Timeout, OSError):
+            continue
+        try:
+            retired = (
+                index_dir.with_name(f".{index_dir.name}.{stem}")
+                if "legacy" in kinds
+                else _leftover_path(index_dir, stem, "old")
+            )
+            if not index_dir.exists() and (retired / META_FILE).is_file():
+                os.rename(retired, index_dir)
+                _fsync_dir(index_dir.parent)
+            for path in (_leftover_path(index_dir, stem, "building"), retired):
+                if path.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+            lock_path.unlink(missing_ok=True)
+        except OSError:
+            continue
+        finally:
+            lock.release()
+    return removed
 
 
 class _Snippets:
@@ -616,11 +823,18 @@ def _snapshot_pages(db_path: Path) -> Iterator[tuple[str, str, str]]:
 
 
 def build_index_from_snapshot(snapshot_dir: Path) -> SnapshotIndex:
-    """Build `<snapshot_dir>/index/` from the snapshot's pages (HTTP status below 400) and return it opened."""
-    from miroenv.web.snapshot import DATABASE_FILE
+    """Build `<snapshot_dir>/index/` from the snapshot's pages (HTTP status below 400) and return it opened;
+    the index records the manifest's content hash, so a later change to the pages shows it is out of date."""
+    from miroenv.web.snapshot import DATABASE_FILE, Snapshot, SnapshotError
 
     snapshot_dir = Path(snapshot_dir)
     db_path = snapshot_dir / DATABASE_FILE
     if not db_path.is_file():
         raise SnapshotIndexError(f"{db_path}: no snapshot database to index")
-    return SnapshotIndex.build(snapshot_dir / INDEX_DIR, _snapshot_pages(db_path))
+    try:
+        content_hash = Snapshot.read_manifest(snapshot_dir).content_hash
+    except SnapshotError as exc:
+        raise SnapshotIndexError(str(exc)) from exc
+    return SnapshotIndex.build(
+        snapshot_dir / INDEX_DIR, _snapshot_pages(db_path), content_hash=content_hash or None
+    )

@@ -4,9 +4,12 @@ Layout (format version 1, documented in docs/snapshots.md):
 
     <dir>/manifest.json     name, capture date, counts, content hash
     <dir>/snapshot.sqlite   tables `pages`, `searches`, `files`
+    <dir>/index/            the full-text index over `pages` (see `miroenv.web.index`)
 
 Readers open the database read-only; writers add rows in transactions (WAL journal) and rewrite the manifest
-atomically when they finish, so a killed writer leaves a readable snapshot holding every committed row.
+atomically when they finish, so a killed writer leaves a readable snapshot holding every committed row. A
+snapshot without a usable index says so (`Snapshot.index_status`, a `SnapshotIndexWarning` when an env is
+built on it, `NoSearchIndexError` from a search the index would answer) instead of answering with no results.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import sqlite3
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +45,7 @@ from miroenv.web.base import (
     extraction_key,
     tool_call_key,
 )
-from miroenv.web.index import SnapshotIndex
+from miroenv.web.index import NoSearchIndexError, SnapshotIndex, SnapshotIndexError, remove_stale_builds
 from miroenv.web.urls import canonical_url, host_of, match_key
 
 logger = logging.getLogger(__name__)
@@ -119,6 +124,27 @@ class SnapshotError(Exception):
     """A snapshot that cannot be opened or written; the message says which file and why."""
 
 
+class SnapshotIndexWarning(UserWarning):
+    """An env was built on a snapshot whose search index is missing, out of date or damaged; the message says
+    what searches will do and how to rebuild the index."""
+
+
+class IndexStatus(BaseModel):
+    """What `Snapshot.index_status` found: `ok`, `missing`, `stale` (built from other content) or `damaged`,
+    the number of pages indexed, and a message that says what searches do and how to rebuild."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: Literal["ok", "missing", "stale", "damaged"]
+    documents: int | None = None
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the index is there, opens and was built from the snapshot's current content."""
+        return self.state == "ok"
+
+
 class SnapshotManifest(BaseModel):
     """The snapshot's `manifest.json`."""
 
@@ -158,27 +184,15 @@ class Snapshot(Web):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        manifest_path = self.path / MANIFEST_FILE
         db_path = self.path / DATABASE_FILE
-        if not manifest_path.is_file():
-            raise SnapshotError(
-                f"{manifest_path}: no snapshot manifest here (is {self.path} a snapshot directory?)"
-            )
-        if not db_path.is_file():
+        if (self.path / MANIFEST_FILE).is_file() and not db_path.is_file():
             raise SnapshotError(f"{db_path}: the snapshot database is missing")
-        try:
-            self.manifest = SnapshotManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise SnapshotError(f"{manifest_path}: invalid manifest: {exc}") from exc
-        if self.manifest.format != FORMAT_NAME or self.manifest.format_version > FORMAT_VERSION:
-            raise SnapshotError(
-                f"{manifest_path}: format {self.manifest.format!r} v{self.manifest.format_version} is not "
-                f"readable by miroenv {__version__} (reads {FORMAT_NAME} v{FORMAT_VERSION})"
-            )
+        self.manifest = self.read_manifest(self.path)
         self._db_uri = f"file:{db_path.resolve()}?mode=ro"
         self._index: SnapshotIndex | None = None
-
         self._index_lock = threading.Lock()
+        self._warned = False
+        remove_stale_builds(self.path / INDEX_DIR)
         self._local = threading.local()
         self._connect()
 
@@ -186,6 +200,25 @@ class Snapshot(Web):
     def open(cls, path: str | Path) -> Snapshot:
         """Open the snapshot at `path` for reading."""
         return cls(path)
+
+    @staticmethod
+    def read_manifest(path: str | Path) -> SnapshotManifest:
+        """The manifest of the snapshot directory `path`, checked to be a format this version reads."""
+        manifest_path = Path(path) / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise SnapshotError(
+                f"{manifest_path}: no snapshot manifest here (is {path} a snapshot directory?)"
+            )
+        try:
+            manifest = SnapshotManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise SnapshotError(f"{manifest_path}: invalid manifest: {exc}") from exc
+        if manifest.format != FORMAT_NAME or manifest.format_version > FORMAT_VERSION:
+            raise SnapshotError(
+                f"{manifest_path}: format {manifest.format!r} v{manifest.format_version} is not "
+                f"readable by miroenv {__version__} (reads {FORMAT_NAME} v{FORMAT_VERSION})"
+            )
+        return manifest
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -216,9 +249,11 @@ class Snapshot(Web):
             row = conn.execute("SELECT response FROM searches WHERE key = ?", (key,)).fetchone()
             if row is not None:
                 return SearchResponse(payload=json.loads(row[0]), source="recorded")
-        index = self.index()
-        if index is None or request.num <= 0:
+        if request.num <= 0:
             return SearchResponse(payload=_empty_search_payload(request), source="empty")
+        index = self.index()
+        if index is None:
+            raise NoSearchIndexError(self._missing_message())
         hits = index.search(request.q, limit=request.num, offset=(max(request.page, 1) - 1) * request.num)
         organic = [
             {"title": hit.title, "link": hit.url, "snippet": hit.snippet, "position": position}
@@ -268,12 +303,103 @@ class Snapshot(Web):
         )
 
     def index(self) -> SnapshotIndex | None:
-        """The snapshot's full-text index (`<dir>/index/`), opened once; None when it has none."""
+        """The snapshot's full-text index (`<dir>/index/`), opened once; None when it has none.
+
+        Raises `SnapshotIndexError` when the folder is there but cannot be opened. A rebuild switching a new
+        index in while this opens it is retried, so the index returned is one build's, whole.
+        """
         if self._index is None and (self.path / INDEX_DIR).is_dir():
             with self._index_lock:
                 if self._index is None:
-                    self._index = SnapshotIndex.open(self.path / INDEX_DIR)
+                    self._index = self._open_index(self.path / INDEX_DIR)
         return self._index
+
+    @staticmethod
+    def _open_index(index_dir: Path, attempts: int = 4) -> SnapshotIndex:
+        """Open `index_dir`, again when it was replaced by a rebuild during the open (its inode changed)."""
+        for attempt in range(attempts):
+            before = index_dir.stat().st_ino
+            try:
+                opened = SnapshotIndex.open(index_dir)
+            except SnapshotIndexError:
+                if attempt + 1 == attempts or index_dir.stat().st_ino == before:
+                    raise
+                continue
+            if index_dir.stat().st_ino == before:
+                return opened
+            opened.close()
+        raise SnapshotIndexError(f"{index_dir}: replaced by rebuilds {attempts} times while opening it")
+
+    def _reindex_hint(self) -> str:
+        """The command that rebuilds this snapshot's index."""
+        return f"`miroenv snapshot reindex {shlex.quote(str(self.path))}`"
+
+    def _missing_message(self) -> str:
+        """What a search the index would answer gets on a snapshot with no index."""
+        return (
+            f"{self.path}: this snapshot has no search index, so only its recorded queries can be answered; "
+            f"build the index with {self._reindex_hint()}"
+        )
+
+    def index_status(self, *, full: bool = False) -> IndexStatus:
+        """Whether the index is there, opens and matches the content (cheap: milliseconds); with `full`, also
+        that its files hash as recorded and it holds one document per searchable page (reads everything)."""
+        try:
+            index = self.index()
+        except SnapshotIndexError as exc:
+            return IndexStatus(
+                state="damaged",
+                message=f"the search index is damaged ({exc}); rebuild it with {self._reindex_hint()}",
+            )
+        if index is None:
+            return IndexStatus(state="missing", message=self._missing_message())
+        built = index.content_hash
+        if built is not None and built != self.manifest.content_hash:
+            return IndexStatus(
+                state="stale",
+                documents=len(index),
+                message=(
+                    f"{self.path}: the search index is out of date (built from content {built}, the snapshot "
+                    f"holds {self.manifest.content_hash or 'unfinished content'}): searches miss pages added or "
+                    f"changed since; rebuild it with {self._reindex_hint()}"
+                ),
+            )
+        if full:
+            try:
+                index.check_files()
+            except SnapshotIndexError as exc:
+                return IndexStatus(
+                    state="damaged",
+                    documents=len(index),
+                    message=f"the search index is damaged ({exc}); rebuild it with {self._reindex_hint()}",
+                )
+            pages = int(
+                self._connect().execute("SELECT COUNT(*) FROM pages WHERE status < 400").fetchone()[0]
+            )
+            if pages != len(index):
+                return IndexStatus(
+                    state="damaged" if built is not None else "stale",
+                    documents=len(index),
+                    message=(
+                        f"{self.path}: the search index holds {len(index)} pages but the snapshot has {pages} "
+                        f"searchable pages; rebuild it with {self._reindex_hint()}"
+                    ),
+                )
+        return IndexStatus(
+            state="ok",
+            documents=len(index),
+            message=f"search index of {len(index)} pages"
+            + (", built from this content" if built is not None else " (built by an older miroenv)"),
+        )
+
+    def warn_if_unsearchable(self) -> IndexStatus:
+        """Warn (`SnapshotIndexWarning`, once per snapshot object) when the index is not `ok`; returns the
+        status. Envs call this when they are built on a snapshot."""
+        status = self.index_status()
+        if not status.ok and not self._warned:
+            self._warned = True
+            warnings.warn(status.message, SnapshotIndexWarning, stacklevel=3)
+        return status
 
     def page(self, url: str) -> Page:
         """The page at `url`: exact URL, then any stored spelling with the same match key (scheme, `www.`,
@@ -343,13 +469,21 @@ class Snapshot(Web):
         ):
             yield query, json.loads(params), json.loads(response)
 
-    def verify(self) -> str:
-        """Recompute the content hash from the database; raises `SnapshotError` if it differs from the manifest."""
+    def verify(self, *, index: bool = True) -> str:
+        """Recompute the content hash from the database and (with `index`) check the index's files and page
+        count; raises `SnapshotError` if the content differs from the manifest or the index is damaged.
+
+        A missing or out-of-date index is not damage (searches say so themselves): see `index_status`.
+        """
         actual = compute_content_hash(self._connect())
         if actual != self.manifest.content_hash:
             raise SnapshotError(
                 f"{self.path}: content hash mismatch: manifest says {self.manifest.content_hash}, data is {actual}"
             )
+        if index:
+            status = self.index_status(full=True)
+            if status.state == "damaged":
+                raise SnapshotError(status.message)
         return actual
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from miroenv.web import (
+    NoSearchIndexError,
     NotInSnapshotError,
     SearchRequest,
     Snapshot,
@@ -98,9 +99,15 @@ def test_recorded_query_matches_after_normalization(tmp_path: Path, query: str) 
     assert snap.search(SearchRequest(q=query)).source == "recorded"
 
 
-def test_unrecorded_query_returns_empty_serper_payload(tmp_path: Path) -> None:
+def test_unrecorded_query_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
     snap = Snapshot(make_snapshot(tmp_path / "s"))
-    result = snap.search(SearchRequest(q="nothing like it", gl="de"))
+    with pytest.raises(NoSearchIndexError, match="no search index.*miroenv snapshot reindex"):
+        snap.search(SearchRequest(q="nothing like it", gl="de"))
+
+
+def test_zero_results_asked_is_an_empty_serper_payload(tmp_path: Path) -> None:
+    snap = Snapshot(make_snapshot(tmp_path / "s"))
+    result = snap.search(SearchRequest(q="nothing like it", gl="de", num=0))
     assert result.source == "empty"
     assert result.payload["organic"] == []
     assert result.payload["searchParameters"]["q"] == "nothing like it"
