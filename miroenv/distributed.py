@@ -23,15 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-try:
-    import ray
-    from ray.exceptions import GetTimeoutError, RayActorError, RayError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("miroenv.distributed needs Ray: pip install 'miroenv[ray]'") from exc
-
 import gymnasium as gym
 
+from miroenv.extras import requires_extra
 from miroenv.protocol.base import Action
+
+with requires_extra("ray", "miroenv.distributed"):
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 InfraKind = Literal["actor_died", "timeout", "exception", "episode_lost"]
 DEFAULT_TIMEOUT = 600.0

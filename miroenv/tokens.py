@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from miroenv.extras import requires_extra
 from miroenv.protocol.text import scrub, utf8
 
 TokenCounter = Callable[[str], int]
@@ -24,7 +25,8 @@ def approx_token_count(text: str) -> int:
 
 def tiktoken_counter(encoding: str = "o200k_base") -> TokenCounter:
     """A counter backed by `tiktoken` (extra `tokenizers`); the encoding files must be available locally."""
-    import tiktoken
+    with requires_extra("tokenizers", "tiktoken_counter"):
+        import tiktoken
 
     enc = tiktoken.get_encoding(encoding)
 
