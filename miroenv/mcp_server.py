@@ -15,23 +15,32 @@ That is what MiroThinker's tool manager needs, since it opens a new connection f
 The servers speak the handshake protocol era (`initialize`), as MiroThinker's FastMCP servers do: the
 stateless 2026 era has no session to hang episode state on. `serve_stdio_proxy` serves one server over
 stdio by forwarding to a long-lived HTTP server, so per-call stdio processes share its sandboxes.
+
+Two limits hold whatever the transport: a request body over `max_body_bytes` is refused before it is parsed
+(HTTP 413 with a JSON-RPC error naming the limit, which the SSE stream also delivers to the waiting request,
+and which a `--connect` proxy relays), and at most `max_sandboxes` sandboxes live at once in the process
+(`create_sandbox` past it answers with an `infra` error naming the limit).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
+import re
 import secrets
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
+from urllib.parse import parse_qs
 
 import anyio
 import anyio.to_thread
@@ -45,13 +54,16 @@ from mcp.server.runner import serve_loop
 from mcp.server.sse import SseServerTransport
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from miroenv._version import __version__
 from miroenv.protocol.calls import ToolCall
@@ -85,6 +97,21 @@ sandbox's timeout to its 600 s default before and after every call."""
 
 EXPIRY_CHECK_S = 1.0
 """How often server-scope sandboxes are checked for expiry (a release is at most this late)."""
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest HTTP request body served (`--max-body-bytes`): a `run_python_code` cell or command of 16 MiB."""
+
+DEFAULT_MAX_SANDBOXES = 32
+"""Sandboxes alive at once in one serving process, over all sessions (`--max-sandboxes`)."""
+
+WARM_POOL = 2
+"""Docker containers kept started and ready for the next `create_sandbox`."""
+
+PEEK_BYTES = 4096
+"""Bytes kept from each end of a refused body, to find the JSON-RPC request id to answer."""
+
+DRAIN_MAX_BYTES = 1 << 30
+"""Bytes of a refused body read before it is answered anyway (a body that never ends)."""
 
 
 class CannotListen(Exception):
@@ -143,6 +170,8 @@ class SessionEpisode:
 
     ctx: EpisodeContext
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    slots: int = 0
+    """Sandbox-cap slots its sandboxes hold (session scope), given back when it ends."""
 
 
 @dataclass
@@ -176,12 +205,20 @@ class SharedSandboxes:
         return self._by_id.get(sandbox_id) if isinstance(sandbox_id, str) else None
 
     async def create(self, server: str, tool: str, arguments: dict[str, Any]) -> CallOutcome:
-        """Run `create_sandbox` in a fresh episode and keep the sandbox it made under its public id."""
+        """Run `create_sandbox` in a fresh episode and keep the sandbox it made under its public id; the
+        caller has taken its cap slot, which is given back when nothing is kept."""
         episode_id = f"mcp-sandbox-{uuid.uuid4().hex[:16]}"
         episode = SessionEpisode(self._tools.new_episode(episode_id, task_id=secrets.token_hex(32)))
-        outcome = await self._tools.call_in_thread(episode.ctx, server, tool, arguments)
+        try:
+            outcome = await self._tools.call_in_thread(episode.ctx, server, tool, arguments)
+        except BaseException:
+            self._tools.sandbox_cap.give_back()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(episode.ctx.close)
+            raise
         made: dict[str, Any] = episode.ctx.state.get(SANDBOXES_KEY, {})
         if len(made) != 1:  # refused or failed: nothing to keep
+            self._tools.sandbox_cap.give_back()
             await anyio.to_thread.run_sync(episode.ctx.close)
             return outcome
         ((public_id, sandbox),) = made.items()
@@ -217,6 +254,7 @@ class SharedSandboxes:
             entry.released = True
         for _, entry in due:
             await anyio.to_thread.run_sync(entry.episode.ctx.close)
+            self._tools.sandbox_cap.give_back()
             logger.info("server-scope sandbox %s expired; released", entry.label)
 
     async def expire_forever(self) -> None:
@@ -233,11 +271,49 @@ class SharedSandboxes:
             async with entry.episode.lock:
                 entry.released = True
             await anyio.to_thread.run_sync(entry.episode.ctx.close)
+            self._tools.sandbox_cap.give_back()
         logger.info("released %d server-scope sandbox(es) at shutdown", len(entries))
 
 
+class SandboxCap:
+    """At most `limit` sandboxes alive at once in one serving process, in either scope.
+
+    A slot is taken before `create_sandbox` runs and given back when it made none, when a server-scope
+    sandbox is released, or when a session ends with its sandboxes; used from the event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self) -> bool:
+        """Reserve a slot for one sandbox; False when all `limit` are in use."""
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+    def give_back(self, count: int = 1) -> None:
+        """Free the slots of `count` sandboxes that are gone (or were never made)."""
+        self.used = max(0, self.used - count)
+
+
+def backend_options(max_sandboxes: int) -> dict[str, Any]:
+    """Docker backend options under which `max_sandboxes` (not the backend's own cap) is the binding limit:
+    room for that many sandboxes in use plus the warm pool."""
+    return {"pool_size": WARM_POOL, "max_containers": max_sandboxes + WARM_POOL}
+
+
+def _positive(name: str, value: int) -> int:
+    """`value` when it is a positive integer; else a ValueError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+    return value
+
+
 class ServedTools:
-    """What one `serve-mcp` process offers: a snapshot, a profile's servers, a sandbox backend and scope."""
+    """What one `serve-mcp` process offers: a snapshot, a profile's servers, a sandbox backend and scope,
+    and the limits every transport applies."""
 
     def __init__(
         self,
@@ -249,11 +325,15 @@ class ServedTools:
         sandbox_scope: SandboxScope = "session",
         tool_timeout_s: float | None = None,
         output_dir: Path | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_sandboxes: int = DEFAULT_MAX_SANDBOXES,
     ) -> None:
         if sandbox_scope not in SANDBOX_SCOPES:
             raise ValueError(
                 f"unknown sandbox scope {sandbox_scope!r}; choose one of: {', '.join(SANDBOX_SCOPES)}"
             )
+        self.max_body_bytes = _positive("max_body_bytes", max_body_bytes)
+        self.sandbox_cap = SandboxCap(_positive("max_sandboxes", max_sandboxes))
         self.web = web
         self.profile = profile
         self.servers = tuple(servers) or profile.servers
@@ -305,15 +385,61 @@ class ServedTools:
         they name (or make one); anything else, and an id no shared sandbox has, runs in the session."""
         async with episode.lock:
             known = self._tools.get((server, tool))
+            if isinstance(known, CreateSandbox):
+                return await self._create(episode, server, tool, arguments)
             if self.shared is not None and isinstance(known, SandboxTool):
-                if isinstance(known, CreateSandbox):
-                    return await self.shared.create(server, tool, arguments)
                 entry = self.shared.find(arguments)
                 if entry is not None:
                     outcome = await self.shared.call(entry, server, tool, arguments)
                     if outcome is not None:
                         return outcome
             return await self.call_in_thread(episode.ctx, server, tool, arguments)
+
+    async def _create(
+        self, episode: SessionEpisode, server: str, tool: str, arguments: dict[str, Any]
+    ) -> CallOutcome:
+        """`create_sandbox` within the process's sandbox cap: refused past it; in server scope a shared
+        sandbox, else one of the session's, whose slot the session holds until it ends."""
+        if not self.sandbox_cap.take():
+            logger.warning(
+                "create_sandbox refused: %d sandboxes alive, the --max-sandboxes limit",
+                self.sandbox_cap.limit,
+            )
+            return self.cap_refusal(server, tool, arguments)
+        if self.shared is not None:
+            return await self.shared.create(server, tool, arguments)
+        before = len(episode.ctx.state.get(SANDBOXES_KEY, {}))
+        made = False
+        try:
+            outcome = await self.call_in_thread(episode.ctx, server, tool, arguments)
+            made = len(episode.ctx.state.get(SANDBOXES_KEY, {})) > before
+        finally:
+            if made:
+                episode.slots += 1
+            else:
+                self.sandbox_cap.give_back()
+        return outcome
+
+    def cap_refusal(self, server: str, tool: str, arguments: dict[str, Any]) -> CallOutcome:
+        """The `infra` answer to a `create_sandbox` past the cap, naming the limit and what frees a slot."""
+        limit = self.sandbox_cap.limit
+        frees = (
+            "a sandbox is released once unused for its create_sandbox timeout (at most 600 s)"
+            if self.shared is not None
+            else "a session's sandboxes are released when it ends"
+        )
+        text = (
+            f"[ERROR]: Failed to create sandbox: this server already runs {limit} sandboxes, its limit "
+            f"(serve-mcp --max-sandboxes {limit}); {frees}. Please retry later."
+        )
+        return CallOutcome(
+            server=server,
+            tool=tool,
+            arguments=arguments,
+            text=text,
+            error_kind="infra",
+            error=f"sandbox limit of {limit} reached",
+        )
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -370,10 +496,15 @@ def tool_result(outcome: CallOutcome, rejected: bool) -> types.CallToolResult:
     )
 
 
-async def _close_episode(episode: SessionEpisode) -> None:
-    """End a session's episode off the event loop (removing containers blocks), and say so."""
+async def _close_episode(episode: SessionEpisode, cap: SandboxCap) -> None:
+    """End a session's episode off the event loop (removing containers blocks), free its sandbox-cap slots,
+    and say so."""
     sandboxes = len(episode.ctx.state.get(SANDBOXES_KEY, {}))
-    await anyio.to_thread.run_sync(episode.ctx.close)
+    try:
+        await anyio.to_thread.run_sync(episode.ctx.close)
+    finally:
+        cap.give_back(episode.slots)
+        episode.slots = 0
     logger.info("session %s ended; released %d sandbox(es)", episode.ctx.episode_id, sandboxes)
 
 
@@ -417,7 +548,7 @@ def build_server(tools: ServedTools, server: ToolServer) -> Server[Any]:
         if not isinstance(episode, SessionEpisode):
             episode = SessionEpisode(tools.open_episode(server.name))
             connection.state[SESSION_STATE_KEY] = episode
-            connection.exit_stack.push_async_callback(_close_episode, episode)
+            connection.exit_stack.push_async_callback(_close_episode, episode, tools.sandbox_cap)
             logger.info("session %s started", episode.ctx.episode_id)
         return episode
 
@@ -536,22 +667,199 @@ def sse_messages_path(server: ToolServer) -> str:
     return f"/{server.name}/messages/"
 
 
+RequestId = int | str
+"""A JSON-RPC request id."""
+
+_SCALAR = rb'(?:"[^"\\]*"|-?\d+(?:\.\d+)?|true|false|null)'
+_MEMBER = rb'"[^"\\]*"\s*:\s*' + _SCALAR
+_ID = rb'"id"\s*:\s*(-?\d+|"[^"\\]*")'
+_LEADING_ID = re.compile(rb"\s*\{\s*(?:" + _MEMBER + rb"\s*,\s*)*" + _ID)
+_TRAILING_ID = re.compile(_ID + rb"\s*(?:,\s*" + _MEMBER + rb"\s*)*\}\s*$")
+
+
+def request_id(head: bytes, tail: bytes) -> RequestId | None:
+    """The top-level `id` of a JSON-RPC request known only by its first and last bytes (its body was too
+    large to read): found among the plain members before the first nested value (the Python SDK writes
+    `jsonrpc`, `id`, `method`, `params`) or after the last one (the TypeScript SDK puts `id` last)."""
+    found = _LEADING_ID.match(head) or _TRAILING_ID.search(tail)
+    if found is None:
+        return None
+    value = json.loads(found[1])
+    return value if isinstance(value, int | str) else None
+
+
+def too_large_error(size: int, limit: int, complete: bool, request: RequestId | None) -> types.JSONRPCError:
+    """The JSON-RPC error for a body over the limit, naming its size, the limit and the option that sets it."""
+    measured = f"{size} bytes" if complete else f"more than {size} bytes"
+    message = (
+        f"request body of {measured} is over this server's limit of {limit} bytes "
+        f"({limit / 1048576:g} MiB; set with serve-mcp --max-body-bytes)"
+    )
+    return types.JSONRPCError(
+        jsonrpc="2.0",
+        id=request,
+        error=types.ErrorData(
+            code=types.INVALID_REQUEST, message=message, data={"max_body_bytes": limit, "body_bytes": size}
+        ),
+    )
+
+
+OnRefused = Callable[[Scope, types.JSONRPCError], Awaitable[bool]]
+"""Where else a refusal goes (the SSE stream of the session the POST names); True when it was delivered."""
+
+
+class BodyLimit:
+    """ASGI middleware that refuses request bodies over `limit` bytes before any MCP parsing.
+
+    The body is read in full while under the limit (and then replayed to `app`); past it, the rest is read
+    and dropped, keeping only `PEEK_BYTES` from each end to find the request id, and the request is answered
+    with HTTP 413 and a JSON-RPC error (`application/json`, which the SDK's streamable-HTTP client reports as
+    the call's error). `on_refused` gets the error first, for transports whose answers travel elsewhere:
+    when it delivers it (on the SSE stream), the POST is answered 202 as every SSE message is, since the
+    SDK's SSE client stops sending on a connection after any other status.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        security: TransportSecuritySettings | None = None,
+        on_refused: OnRefused | None = None,
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.security = TransportSecurityMiddleware(security)
+        self.on_refused = on_refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Request(scope).headers.get("content-length", "")
+        kept: list[bytes] | None = None if declared.isdigit() and int(declared) > self.limit else []
+        head = b""
+        tail = b""
+        size = 0
+        complete = False
+        while size <= DRAIN_MAX_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left mid-body: nobody to answer
+                return
+            body: bytes = message.get("body", b"")
+            size += len(body)
+            if len(head) < PEEK_BYTES:
+                head += body[: PEEK_BYTES - len(head)]
+            tail = (tail + body[-PEEK_BYTES:])[-PEEK_BYTES:]
+            if kept is not None:
+                if size > self.limit:
+                    kept = None
+                else:
+                    kept.append(body)
+            if not message.get("more_body", False):
+                complete = True
+                break
+        if kept is not None:
+            await self.app(scope, _replay(b"".join(kept), receive), send)
+            return
+        await self.refuse(
+            scope, receive, send, too_large_error(size, self.limit, complete, request_id(head, tail))
+        )
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, error: types.JSONRPCError) -> None:
+        """Answer a body over the limit: 413 with the JSON-RPC error, once the request passed the transport's
+        Host/Origin checks (a refused check gets the transport's own answer)."""
+        checked = await self.security.validate_request(Request(scope), is_post=scope["method"] == "POST")
+        if checked is not None:
+            await checked(scope, receive, send)
+            return
+        logger.warning("refused a request: %s", error.error.message)
+        delivered = self.on_refused is not None and await self.on_refused(scope, error)
+        response = Response(
+            error.model_dump_json(by_alias=True, exclude_none=True),
+            status_code=202 if delivered else 413,
+            media_type="application/json",
+        )
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body as one message, then defers to the real one."""
+    pending: deque[Message] = deque([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def replay() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replay
+
+
+class MessageSender(Protocol):
+    """The send side of an SSE session's stream of server-to-client messages."""
+
+    async def send(self, item: SessionMessage, /) -> None:
+        """Queue one message for the client."""
+
+
+_SSE_SESSION = re.compile(rb"session_id=([0-9a-f]{32})")
+
+
 class SseEndpoint:
-    """ASGI app for a server's SSE stream: every GET is one MCP session, served until the client leaves."""
+    """ASGI app for a server's SSE stream: every GET is one MCP session, served until the client leaves.
+
+    It remembers each live session's outgoing stream by the session id the `endpoint` event gives the
+    client, so a POST refused before the transport read it (`BodyLimit`) is still answered on the stream
+    where the client's request waits for it.
+    """
 
     def __init__(self, transport: SseServerTransport, lowlevel: Server[Any]) -> None:
         self.transport = transport
         self.lowlevel = lowlevel
+        self.streams: dict[str, MessageSender] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session: dict[str, Any] = {}
+
+        def remember() -> None:
+            if "id" in session and "stream" in session:
+                self.streams[session["id"]] = session["stream"]
+
+        async def watched(message: Message) -> None:
+            if "id" not in session and message["type"] == "http.response.body":
+                found = _SSE_SESSION.search(message.get("body", b""))
+                if found:
+                    session["id"] = found[1].decode()
+                    remember()
+            await send(message)
+
         async with AsyncExitStack() as stack:
             try:
                 read_stream, write_stream = await stack.enter_async_context(
-                    self.transport.connect_sse(scope, receive, send)
+                    self.transport.connect_sse(scope, receive, watched)
                 )
             except ValueError:  # refused (DNS rebinding protection); the transport has answered
                 return
-            await serve_loop(self.lowlevel, read_stream, write_stream, lifespan_state={})
+            session["stream"] = write_stream
+            remember()
+            try:
+                await serve_loop(self.lowlevel, read_stream, write_stream, lifespan_state={})
+            finally:
+                self.streams.pop(session.get("id", ""), None)
+
+    async def deliver(self, scope: Scope, error: types.JSONRPCError) -> bool:
+        """Send a refusal on the stream of the session a POST names; False when there is no such live session
+        or no request id to answer."""
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_id", [""])
+        try:
+            session_id = uuid.UUID(hex=values[0]).hex
+        except ValueError:
+            return False
+        stream = self.streams.get(session_id)
+        if stream is None or error.id is None:
+            return False
+        try:
+            await stream.send(SessionMessage(error))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
 
 
 def http_app(tools: ServedTools, host: str = "127.0.0.1") -> Starlette:
@@ -571,8 +879,10 @@ def http_app(tools: ServedTools, host: str = "127.0.0.1") -> Starlette:
         else None
     )
     lowlevels = [build_server(tools, server) for server in tools.servers]
+    limit = tools.max_body_bytes
     managers = [
-        StreamableHTTPSessionManager(app=lowlevel, security_settings=security) for lowlevel in lowlevels
+        StreamableHTTPSessionManager(app=lowlevel, security_settings=security, max_request_body_size=limit)
+        for lowlevel in lowlevels
     ]
 
     @asynccontextmanager
@@ -585,10 +895,16 @@ def http_app(tools: ServedTools, host: str = "127.0.0.1") -> Starlette:
 
     routes: list[Route | Mount] = []
     for server, lowlevel, manager in zip(tools.servers, lowlevels, managers, strict=True):
-        sse = SseServerTransport(sse_messages_path(server), security_settings=security)
-        routes.append(Route(server_path(server), endpoint=StreamableHTTPASGIApp(manager)))
-        routes.append(Route(sse_path(server), endpoint=SseEndpoint(sse, lowlevel), methods=["GET"]))
-        routes.append(Mount(sse_messages_path(server), app=sse.handle_post_message))
+        sse = SseServerTransport(
+            sse_messages_path(server), security_settings=security, max_request_body_size=limit
+        )
+        stream = SseEndpoint(sse, lowlevel)
+        posts = BodyLimit(sse.handle_post_message, limit, security, on_refused=stream.deliver)
+        routes.append(
+            Route(server_path(server), endpoint=BodyLimit(StreamableHTTPASGIApp(manager), limit, security))
+        )
+        routes.append(Route(sse_path(server), endpoint=stream, methods=["GET"]))
+        routes.append(Mount(sse_messages_path(server), app=posts))
     return Starlette(routes=routes, lifespan=lifespan)
 
 

@@ -88,6 +88,24 @@ def serve_mcp(
             "(per sandbox in server scope)."
         ),
     ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default="16 MiB",
+            help="HTTP: largest request body served, on streamable HTTP and SSE alike (and so through "
+            "--connect); a larger one is answered with HTTP 413 and a JSON-RPC error naming this limit.",
+        ),
+    ] = None,
+    max_sandboxes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default="32",
+            help="Sandboxes alive at once in this process, over all sessions (either scope); create_sandbox "
+            "past it answers with an infra error naming this limit.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the profile's tools over MCP with MiroThinker's server and tool names; one episode per session."""
     with requires_extra("mcp", "serve-mcp"):
@@ -99,8 +117,15 @@ def serve_mcp(
             f"unknown sandbox scope {sandbox_scope!r}; choose one of: {', '.join(mcp_server.SANDBOX_SCOPES)}"
         )
     if connect is not None:
+        if max_body_bytes is not None or max_sandboxes is not None:
+            raise _fail(
+                "--connect forwards to a server whose limits are its own; give --max-body-bytes and "
+                "--max-sandboxes to that server"
+            )
         _forward(connect, server or [], transport, snapshot, sandbox_scope)
         return
+    body_limit = max_body_bytes or mcp_server.DEFAULT_MAX_BODY_BYTES
+    sandbox_limit = max_sandboxes or mcp_server.DEFAULT_MAX_SANDBOXES
     if snapshot is None:
         raise _fail("--snapshot is required (or --connect URL, to forward to a running serve-mcp)")
     if not snapshot.is_dir():
@@ -130,7 +155,9 @@ def serve_mcp(
     try:
         if mcp_server.needs_sandboxes(servers):
             try:
-                selection = select_backend(sandbox)  # logs which backend and why
+                selection = select_backend(  # logs which backend and why
+                    sandbox, docker_options=mcp_server.backend_options(sandbox_limit)
+                )
             except (ValueError, SandboxError) as exc:
                 raise _fail(str(exc)) from exc
             backend = selection.backend
@@ -142,10 +169,13 @@ def serve_mcp(
             sandbox_scope="server" if sandbox_scope == "server" else "session",
             tool_timeout_s=tool_timeout,
             output_dir=output_dir,
+            max_body_bytes=body_limit,
+            max_sandboxes=sandbox_limit,
         )
         _say(
             f"snapshot {web.name} ({web.content_hash[:19]}…), profile {chosen.name}, sandbox scope {sandbox_scope}"
         )
+        _say(f"limits: request bodies {body_limit} bytes, {sandbox_limit} sandboxes at once")
         _serve(tools, transport, host, port)
     finally:
         if backend is not None:
