@@ -147,10 +147,12 @@ class RootGroup(LazyGroup):
     lazy = ROOT_COMMANDS
 
     def invoke(self, ctx: Context) -> Any:
-        """Run the command; `MissingExtraError` is reported without a traceback."""
+        """Run the command; `MissingExtraError` and a refused sandbox are reported without a traceback."""
+        from miroenv.sandbox.base import SandboxUnavailableError
+
         try:
             return super().invoke(ctx)
-        except MissingExtraError as exc:
+        except (MissingExtraError, SandboxUnavailableError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
 

@@ -287,6 +287,7 @@ def sandbox_check(
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     console.print(escape(str(selection)), soft_wrap=True)
+    console.print(f"isolation: {escape(selection.backend.isolation)}")
     try:
         results = run_checks(selection.backend, image_checks=selection.kind == "docker")
     except SandboxError as exc:

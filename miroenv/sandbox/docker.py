@@ -1,7 +1,8 @@
 """The Docker backend: one hardened container per sandbox, from a warm pool, driven over its attach socket.
 
 Each container runs the agent (``python3 -I -B -S -c <agent.py text>``) as its main process, PID 1, with no
-network, a read-only root file system, size-capped tmpfs for /home/user (the work directory) and /tmp,
+network, a read-only root file system, tmpfs capped in bytes and inodes for /home/user (the work
+directory), /tmp and /dev/shm, a private IPC namespace and host name,
 every capability dropped, ``no-new-privileges``, a non-root user, a process limit, memory equal to
 memory+swap, a CPU quota, nofile/fsize ulimits, logging off and labels naming the owning process. The
 host attaches to the container's stdin/stdout before starting it and keeps that socket: a tool call is
@@ -126,6 +127,7 @@ class DockerSandboxBackend(SandboxBackend):
     """Hardened containers from a warm pool; see the module docstring for the pool and leak policies."""
 
     name = "docker"
+    isolation = "container"
 
     def __init__(
         self,
@@ -142,6 +144,7 @@ class DockerSandboxBackend(SandboxBackend):
         tmp_bytes: int = 256 << 20,
         home_bytes: int = 512 << 20,
         shm_bytes: int = 64 << 20,
+        inodes: int = 32768,
         user: str = "1000:1000",
         python: str = "python3",
         max_output: int = DEFAULT_MAX_OUTPUT,
@@ -168,6 +171,7 @@ class DockerSandboxBackend(SandboxBackend):
         self.tmp_bytes = tmp_bytes
         self.home_bytes = home_bytes
         self.shm_bytes = shm_bytes
+        self.inodes = inodes
         self.user = user
         self.python = python
         self.max_output = max_output
@@ -225,9 +229,12 @@ class DockerSandboxBackend(SandboxBackend):
         return {
             "network_mode": "none",
             "read_only": True,
+            # Every tmpfs is capped in inodes too: a million empty files must fill it, not host memory.
             "tmpfs": {
-                WORKDIR: f"rw,exec,nosuid,nodev,size={self.home_bytes},mode=0755,uid=1000,gid=1000",
-                "/tmp": f"rw,exec,nosuid,nodev,size={self.tmp_bytes},mode=1777",
+                WORKDIR: f"rw,exec,nosuid,nodev,size={self.home_bytes},nr_inodes={self.inodes},mode=0755,"
+                "uid=1000,gid=1000",
+                "/tmp": f"rw,exec,nosuid,nodev,size={self.tmp_bytes},nr_inodes={self.inodes},mode=1777",
+                "/dev/shm": f"rw,nosuid,nodev,noexec,size={self.shm_bytes},nr_inodes={self.inodes},mode=1777",
             },
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -247,8 +254,14 @@ class DockerSandboxBackend(SandboxBackend):
             # No Docker init: it would run as the sandbox user with the control channel as its stdio,
             # reachable by sandboxed code through /proc/1/fd. The agent is PID 1 and reaps orphans itself.
             "init": False,
+            # Private SysV IPC and host name: nothing planted there outlives the container or reaches the host.
             "ipc_mode": "private",
-            "shm_size": self.shm_bytes,
+            "sysctls": {
+                "kernel.shmmax": str(self.memory_bytes),
+                "kernel.shmall": str(max(1, self.memory_bytes // os.sysconf("SC_PAGE_SIZE"))),
+                "kernel.shmmni": "64",
+                "kernel.msgmni": "64",
+            },
         }
 
     def _start_container(self) -> DockerSandbox:
@@ -271,6 +284,7 @@ class DockerSandboxBackend(SandboxBackend):
                 environment={"HOME": WORKDIR, "LANG": "C.UTF-8"},
                 labels=self._labels(),
                 name=name,
+                hostname="sandbox",
                 stdin_open=True,
                 detach=False,
                 tty=False,

@@ -533,6 +533,11 @@ class ProcessSandboxBackend(SandboxBackend):
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
+    @property
+    def exposed_paths(self) -> tuple[str, ...]:
+        """The interpreter's paths bound read-only into each sandbox under otherwise private directories."""
+        return tuple(self._bind)
+
     def agent_pids(self) -> list[int]:
         """Host pids of the live sandboxes' outer processes (for diagnostics and tests)."""
         with self._lock:

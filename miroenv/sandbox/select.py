@@ -1,9 +1,10 @@
 """Choosing a sandbox backend: `make_backend("auto" | "docker" | "process" | "none")`, saying which and why.
 
 ``auto`` takes Docker when the SDK is installed, a daemon answers and the sandbox image is present;
-otherwise the process backend (namespaces where they work, else rlimits only with a loud warning);
-otherwise none, whose every `create()` explains what is missing. The choice and its reason are logged
-(a warning whenever ``auto`` falls back) and returned by `select_backend`.
+otherwise the process backend in namespaces. Where neither can isolate code, ``auto`` (like
+``process``) raises one `SandboxUnavailableError` saying why and how to opt into running unisolated
+(``MIROENV_ALLOW_UNISOLATED=1``); it never quietly runs code unisolated. The choice and its reason are
+logged (a warning whenever ``auto`` falls back) and returned by `select_backend`.
 """
 
 from __future__ import annotations
@@ -91,8 +92,7 @@ def select_backend(
     try:
         backend = _process(process_options)
     except SandboxError as exc:
-        reason = f"Docker unavailable ({why_not}) and the process backend failed ({exc})"
-        return _announce(BackendSelection(NoSandboxBackend(reason), "none", reason), fallback=True)
+        raise SandboxUnavailableError(f"no sandbox for code: Docker unavailable ({why_not}); {exc}") from exc
     reason = f"Docker unavailable ({why_not}); using the process backend: {backend.reason}"
     return _announce(BackendSelection(backend, "process", reason), fallback=True)
 
