@@ -101,7 +101,7 @@ def test_recorded_query_matches_after_normalization(tmp_path: Path, query: str) 
 
 def test_unrecorded_query_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
     snap = Snapshot(make_snapshot(tmp_path / "s"))
-    with pytest.raises(NoSearchIndexError, match="no search index.*miroenv snapshot reindex"):
+    with pytest.raises(NoSearchIndexError, match=r"no search index.*miroenv snapshot reindex"):
         snap.search(SearchRequest(q="nothing like it", gl="de"))
 
 
