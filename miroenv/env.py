@@ -309,6 +309,7 @@ class ResearchEnv(gym.Env[str, Any]):
             "task": ep.task.model_dump(),
             "seed": ep.seed,
             "reward": getattr(self.reward_fn, "name", type(self.reward_fn).__name__),
+            "sandbox": {"backend": self.sandboxes.name, "isolation": self.sandboxes.isolation},
         }
 
     # ------------------------------------------------------------------ internals
@@ -458,6 +459,7 @@ class ResearchEnv(gym.Env[str, Any]):
         info: dict[str, Any] = {
             "task_id": ep.task.task_id,
             "episode_id": ep.ctx.episode_id,
+            "sandbox_isolation": self.sandboxes.isolation,
             "phase": ep.phase,
             "turn": ep.turns,
             "calls": [o.model_dump() for o in outcomes],
