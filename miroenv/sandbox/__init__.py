@@ -1,8 +1,8 @@
 """Code execution sandboxes: the interface, and the backends that implement it.
 
 `make_backend("auto")` picks the Docker backend (hardened containers from a warm pool) when a daemon and
-the image are available, else the process backend (namespaces, or rlimits only with a warning); both
-run the same in-sandbox agent (`agent.py`) and speak the same framed protocol (`framing.py`,
+the image are available, else the process backend (namespaces; where those cannot be had it refuses
+unless running unisolated was asked for, see `process.py`); both run the same in-sandbox agent (`agent.py`) and speak the same framed protocol (`framing.py`,
 `client.py`).
 """
 
