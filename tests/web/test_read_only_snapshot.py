@@ -17,9 +17,11 @@ from miroenv.web.snapshot import Snapshot
 
 @pytest.fixture
 def read_only_snapshot(demo_dir: Path, tmp_path: Path) -> Iterator[Path]:
-    """The demo snapshot behind a read-only bind mount (as root) or without write permission (as a user)."""
+    """The demo snapshot behind a read-only bind mount (as root) or without write permission (as a user), with
+    the folder a killed index build left (which readers there cannot remove)."""
     source = tmp_path / "source"
     shutil.copytree(demo_dir, source, ignore=shutil.ignore_patterns(".tantivy-*"))
+    (source / ".index.0123abcd.building").mkdir()
     if os.geteuid() != 0:
         for folder in (source, source / "index"):
             folder.chmod(0o555)
@@ -68,3 +70,12 @@ def test_the_lock_folder_is_removed_when_the_process_exits(read_only_snapshot: P
     shadow = Path(result.stdout.strip())
     assert shadow.name.startswith("miroenv-index-")
     assert not shadow.exists()
+
+
+def test_read_only_snapshot_with_a_killed_build_opens_and_writes_nothing(read_only_snapshot: Path) -> None:
+    before = sorted(os.listdir(read_only_snapshot))
+    snapshot = Snapshot(read_only_snapshot)
+    assert snapshot.index_status(full=True).ok
+    assert snapshot.search(SearchRequest(q="ada lovelace notes")).source == "index"
+    assert sorted(os.listdir(read_only_snapshot)) == before
+    snapshot.close()
