@@ -25,9 +25,9 @@ from miroenv.rewards.base import Reward, RewardBreakdown, RewardContext, get_rew
 from miroenv.sandbox.base import NoSandboxBackend, SandboxBackend
 from miroenv.sandbox.select import make_backend
 from miroenv.spaces import UnicodeText
-from miroenv.tasks import Task, load_tasks
+from miroenv.tasks import Task, load_tasks, resolve_task_files
 from miroenv.tokens import TokenCounter, approx_token_count
-from miroenv.tools.base import EpisodeContext
+from miroenv.tools.base import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_EPISODE_DOWNLOAD_BYTES, EpisodeContext
 from miroenv.tools.profiles import get_profile
 from miroenv.tools.runner import CallOutcome, CallRunner, describe_call, problem_outcome, run_call
 from miroenv.web.base import Web
@@ -58,6 +58,17 @@ class EnvConfig(BaseModel):
     )
     keep_tool_results: int | None = Field(default=None, ge=-1, description="Recency window; -1 keeps all.")
     summary_turn: bool | None = None
+    max_download_bytes: int = Field(
+        default=DEFAULT_MAX_DOWNLOAD_BYTES, ge=0, description="Largest file one sandbox download brings out."
+    )
+    max_episode_download_bytes: int = Field(
+        default=DEFAULT_MAX_EPISODE_DOWNLOAD_BYTES,
+        ge=0,
+        description="All of an episode's downloads together.",
+    )
+    keep_downloads: bool = Field(
+        default=False, description="Leave downloads in output_dir after the episode (default: deleted)."
+    )
 
 
 class _Episode:
@@ -88,15 +99,24 @@ def _load_web(snapshot: str | Path | Web) -> Web:
     return snapshot if isinstance(snapshot, Web) else Snapshot(snapshot)
 
 
-def _load_task_list(tasks: Sequence[Task | Mapping[str, Any]] | str | Path | None, web: Web) -> list[Task]:
+def _load_task_list(
+    tasks: Sequence[Task | Mapping[str, Any]] | str | Path | None, web: Web, attachments_root: Path | None
+) -> list[Task]:
+    """The env's tasks, every attachment checked to exist inside its folder: `attachments_root`, else the
+    tasks file's folder; tasks given in code without a root must name their attachments by absolute path."""
     if tasks is None:
-        default = Path(getattr(web, "path", "")) / "tasks.jsonl"
-        if not default.is_file():
+        tasks = Path(getattr(web, "path", "")) / "tasks.jsonl"
+        if not tasks.is_file():
             raise ValueError("no tasks given and the snapshot has no tasks.jsonl; pass tasks=...")
-        return load_tasks(default)
     if isinstance(tasks, (str, Path)):
-        return load_tasks(tasks)
-    return [t if isinstance(t, Task) else Task.model_validate(t) for t in tasks]
+        root = attachments_root or Path(tasks).parent
+        return [resolve_task_files(t, root, str(tasks)) for t in load_tasks(tasks, root)]
+    return [
+        resolve_task_files(
+            t if isinstance(t, Task) else Task.model_validate(t), attachments_root, f"tasks[{i}]"
+        )
+        for i, t in enumerate(tasks)
+    ]
 
 
 class ResearchEnv(gym.Env[str, Any]):
@@ -112,7 +132,11 @@ class ResearchEnv(gym.Env[str, Any]):
         token_counter: counts tokens for the context budget (default: ~4 bytes per token).
         clock: the time source for durations and the wall-clock budget; time is the env's only
             non-deterministic input, so pass a fake clock where `info` must be reproducible.
-        output_dir: where `download_file_from_sandbox_to_local` writes files, one folder per episode.
+        output_dir: where `download_file_from_sandbox_to_local` writes files, one folder per episode
+            (default: a private temporary folder); they are deleted when the episode ends unless
+            `keep_downloads` is set.
+        attachments_root: the folder task attachments must lie in (default: the tasks file's folder; tasks
+            given in code name theirs by absolute path). Symlinks, `..` and paths outside it are refused.
         llm_extractor: answer `scrape_and_extract_info` with an LLM (recorded answers are replayed first)
             instead of the deterministic passage extractor.
     """
@@ -131,6 +155,7 @@ class ResearchEnv(gym.Env[str, Any]):
         clock: Callable[[], float] = time.perf_counter,
         llm_extractor: LLMExtractor | None = None,
         output_dir: str | Path | None = None,
+        attachments_root: str | Path | None = None,
         render_mode: str | None = None,
         **overrides: Any,
     ) -> None:
@@ -150,7 +175,8 @@ class ResearchEnv(gym.Env[str, Any]):
         )
         self._owns_web = not isinstance(snapshot, Web)
         self.web = _load_web(snapshot)
-        self.tasks = _load_task_list(tasks, self.web)
+        self.attachments_root = Path(attachments_root) if attachments_root is not None else None
+        self.tasks = _load_task_list(tasks, self.web, self.attachments_root)
         if not self.tasks:
             raise ValueError("the task list is empty")
         self._tasks_by_id = {t.task_id: t for t in self.tasks}
@@ -163,6 +189,8 @@ class ResearchEnv(gym.Env[str, Any]):
         self.token_counter: TokenCounter = token_counter or approx_token_count
         self._clock = clock
         self.output_dir = Path(output_dir) if output_dir is not None else None
+        if self.config.keep_downloads and self.output_dir is None:
+            raise ValueError("keep_downloads=True needs an output_dir to keep the downloaded files in")
         self._router = self.profile.router()
         self.call_runner: CallRunner = run_call
         """Runs each parsed tool call; `run_call` unless a wrapper hooks in (`miroenv.testing.FaultInjection`)."""
@@ -191,6 +219,9 @@ class ResearchEnv(gym.Env[str, Any]):
             sandboxes=self.sandboxes,
             rng=np.random.default_rng(episode_seed),
             output_dir=self.output_dir / f"{task.task_id}-{episode_seed:016x}" if self.output_dir else None,
+            max_download_bytes=self.config.max_download_bytes,
+            max_episode_download_bytes=self.config.max_episode_download_bytes,
+            keep_downloads=self.config.keep_downloads,
         )
         history = History(self.token_counter, self.keep_tool_results)
         self._episode = ep = _Episode(task, ctx, history, seed, self._clock())
@@ -322,7 +353,8 @@ class ResearchEnv(gym.Env[str, Any]):
     def _pick_task(self, options: Mapping[str, Any]) -> Task:
         if "task" in options:
             task = options["task"]
-            return task if isinstance(task, Task) else Task.model_validate(task)
+            task = task if isinstance(task, Task) else Task.model_validate(task)
+            return resolve_task_files(task, self.attachments_root, "reset(options['task'])")
         if "task_id" in options:
             return self.get_task(str(options["task_id"]))
         return self.tasks[int(self.np_random.integers(len(self.tasks)))]

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from miroenv.tasks import Task, TaskFileError, iter_json_lines, load_tasks, validate_task
+from miroenv.tasks import (
+    Task,
+    TaskFileError,
+    iter_json_lines,
+    load_tasks,
+    resolve_attachment,
+    validate_task,
+)
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -35,11 +42,13 @@ def _task(path: Path, lineno: int, **fields: Any) -> Task:
     return validate_task({k: v for k, v in fields.items() if v is not None}, f"{path}:{lineno}")
 
 
-def _attachment(path: Path, name: Any) -> tuple[str, ...]:
+def _attachment(path: Path, lineno: int, data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """The record's attachment `data[key]` resolved inside the task file's folder (`resolve_attachment`)."""
+    name = data.get(key)
     if not name:
         return ()
-    candidate = Path(str(name))
-    return (str(candidate if candidate.is_absolute() else (path.parent / candidate).resolve()),)
+    where = f"{path}:{lineno}"
+    return (resolve_attachment(str(name), path.parent, str(data.get("task_id")), where, must_exist=False),)
 
 
 def load_gaia(path: str | Path) -> list[Task]:
@@ -54,7 +63,7 @@ def load_gaia(path: str | Path) -> list[Task]:
                 task_id=str(_field(path, lineno, data, "task_id")),
                 question=_field(path, lineno, data, "Question", "question"),
                 answer=_field(path, lineno, data, "Final answer", "final_answer", required=False),
-                files=_attachment(path, data.get("file_name")),
+                files=_attachment(path, lineno, data, "file_name"),
                 metadata={"level": data.get("Level")} if data.get("Level") is not None else {},
             )
         )
@@ -74,7 +83,7 @@ def load_miroflow(path: str | Path) -> list[Task]:
                 task_id=str(_field(path, lineno, data, "task_id")),
                 question=_field(path, lineno, data, "task_question", "question"),
                 answer=_field(path, lineno, data, "ground_truth", "answer", required=False),
-                files=_attachment(path, data.get("file_path")),
+                files=_attachment(path, lineno, data, "file_path"),
                 metadata=metadata if isinstance(metadata, dict) else {},
             )
         )

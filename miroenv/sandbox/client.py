@@ -427,22 +427,38 @@ class AgentClient:
 
     def read_file(self, path: str, timeout: float | None = None) -> bytes:
         """A file's bytes (at most `max_read`)."""
+        data = bytearray()
+        self.read_file_into(path, data.extend, self.max_read, timeout)
+        return bytes(data)
 
-        def read(reply: dict[str, Any], body_len: int, deadline: float) -> bytes | Exception:
+    def read_file_into(
+        self, path: str, sink: Callable[[bytes], object], max_size: int, timeout: float | None = None
+    ) -> int:
+        """Hand a file's bytes to `sink` as they arrive and return its size; the agent refuses one over
+        `max_size` (and `max_read`) with EFBIG before sending it. An exception from `sink` is raised after
+        the rest of the reply is drained, so the channel stays usable."""
+        limit = min(max_size, self.max_read)
+
+        def read(reply: dict[str, Any], body_len: int, deadline: float) -> int | Exception:
             if not reply.get("ok"):
                 self._read_body(body_len, lambda _: None, deadline)
                 return self._file_error(reply, path)
-            if body_len > self.max_read:
-                raise FrameError(f"file body of {body_len} bytes exceeds the {self.max_read}-byte cap")
-            data = bytearray()
-            self._read_body(body_len, data.extend, deadline)
-            return bytes(data)
+            if body_len > limit:
+                raise FrameError(f"file body of {body_len} bytes exceeds the {limit}-byte cap")
+            failed: list[Exception] = []
 
-        got: bytes | Exception = self._request(
-            {"op": "read", "path": path, "max_size": self.max_read},
-            b"",
-            timeout or self.file_timeout,
-            read,
+            def feed(piece: bytes) -> None:
+                if not failed:
+                    try:
+                        sink(piece)
+                    except Exception as exc:
+                        failed.append(exc)
+
+            self._read_body(body_len, feed, deadline)
+            return failed[0] if failed else body_len
+
+        got: int | Exception = self._request(
+            {"op": "read", "path": path, "max_size": limit}, b"", timeout or self.file_timeout, read
         )
         if isinstance(got, Exception):
             raise got
@@ -506,6 +522,10 @@ class AgentSandbox(Sandbox):
     def read_file(self, path: str) -> bytes:
         self._check()
         return self.client.read_file(path)
+
+    def read_file_into(self, path: str, sink: Callable[[bytes], object], max_bytes: int) -> int:
+        self._check()
+        return self.client.read_file_into(path, sink, max_bytes)
 
     def ping(self) -> float:
         """One protocol round trip, in seconds."""

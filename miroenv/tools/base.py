@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 ArgsT = TypeVar("ArgsT", bound="ToolArguments")
 
+DEFAULT_MAX_DOWNLOAD_BYTES = 256 << 20
+"""Per file brought out of a sandbox to the host (`download_file_from_sandbox_to_local`)."""
+DEFAULT_MAX_EPISODE_DOWNLOAD_BYTES = 1 << 30
+"""All of one episode's downloads from its sandboxes together."""
+
 
 class ToolFailure(Exception):
     """The tool refused the call (bad arguments, page not in the snapshot): the model's to fix, kind `tool`.
@@ -48,13 +53,22 @@ class EpisodeContext:
         sandboxes: SandboxBackend | None = None,
         rng: np.random.Generator | None = None,
         output_dir: Path | None = None,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        max_episode_download_bytes: int = DEFAULT_MAX_EPISODE_DOWNLOAD_BYTES,
+        keep_downloads: bool = False,
     ) -> None:
         self.web = web
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.output_dir = output_dir
+        """Where files the agent brings out of its sandbox are written (None: a private temporary folder)."""
+        self.max_download_bytes = max_download_bytes
+        """The largest file `download_file_from_sandbox_to_local` brings out."""
+        self.max_episode_download_bytes = max_episode_download_bytes
+        """The bytes all of this episode's downloads may add up to."""
+        self.keep_downloads = keep_downloads
+        """Leave downloaded files in `output_dir` when the episode ends (default: they are deleted)."""
         self.costs: dict[str, float] = {}
         """What this episode spent on live backends (requests, tokens), reported in `info["cost"]`."""
-        """Where files the agent brings out of its sandbox are written (None: kept in `state` only)."""
         self.task = task
         self.episode_id = episode_id
         self.sandboxes: SandboxBackend = sandboxes or NoSandboxBackend()

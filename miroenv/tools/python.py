@@ -6,14 +6,22 @@ whatever ids the backend uses internally.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import os
 import posixpath
+import secrets
+import shutil
+import tempfile
+import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from pydantic import WithJsonSchema
 
 from miroenv.sandbox.base import ExecResult, Sandbox, SandboxError
+from miroenv.tasks import read_attachment
 from miroenv.tools.base import ArgsT, EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure
 from miroenv.web.base import NotInSnapshotError
 
@@ -33,6 +41,9 @@ INVALID_SANDBOX_IDS = frozenset(
 """Placeholder ids models write instead of a real one; MiroThinker rejects them with a hint."""
 
 SANDBOXES_KEY = "tool-python.sandboxes"
+DOWNLOADS_KEY = "tool-python.downloads"
+DOWNLOADS_FOLDER = "tmpfiles"
+"""The folder, inside the episode's output folder, that downloads from sandboxes land in."""
 
 
 def sandbox_public_id(task_id: str, ordinal: int) -> str:
@@ -177,9 +188,12 @@ class CreateSandbox(SandboxTool[CreateSandboxArgs]):
         for path in ctx.task.files:
             local = Path(path)
             try:
-                data = local.read_bytes()
+                data = read_attachment(path)
             except OSError as exc:
-                raise InfraFailure(f"[ERROR]: task file {path} could not be read: {exc}") from exc
+                raise InfraFailure(
+                    f"[ERROR]: task file {path} of task {ctx.task.task_id!r} could not be read (it must be a "
+                    f"regular file, reached without symlinks): {exc.strerror or exc}"
+                ) from exc
             try:
                 sandbox.write_file(_target_path("/home/user", local.name), data)
             except (OSError, SandboxError) as exc:
@@ -266,7 +280,7 @@ class UploadFileFromLocalToSandbox(SandboxTool[UploadFileArgs]):
             raise ToolFailure(f"[ERROR]: Path is not a file: {args.local_file_path}")
         target = _target_path(args.sandbox_file_path, local.name)
         try:
-            sandbox.write_file(target, local.read_bytes())
+            sandbox.write_file(target, read_attachment(str(local)))
         except OSError as exc:
             raise ToolFailure(
                 f"[ERROR]: Failed to upload file {args.local_file_path} to sandbox {args.sandbox_id}: {exc}"
@@ -334,31 +348,172 @@ class DownloadFileFromSandboxToLocal(SandboxTool[DownloadToLocalArgs]):
 
     def run(self, args: DownloadToLocalArgs, ctx: EpisodeContext) -> str:
         sandbox = get_sandbox(ctx, args.sandbox_id)
+        source = args.sandbox_file_path
+        cannot = f"[ERROR]: Cannot download '{source}' from sandbox {args.sandbox_id}"
+        name = Path(args.local_filename or posixpath.basename(source)).name
+        if name in ("", ".", ".."):
+            raise ToolFailure(f"{cannot}: give a file name (local_filename or a sandbox path ending in one).")
+        downloads = _downloads(ctx)
+        local = f"{DOWNLOADS_FOLDER}/sandbox_{args.sandbox_id}_{name}"
+        left = max(ctx.max_episode_download_bytes - downloads.total, 0)
+        limit = min(ctx.max_download_bytes, left)
+        target = downloads.folder() / local
         try:
-            data = sandbox.read_file(args.sandbox_file_path)
+            writer = _SparseWriter(target)
+        except (OSError, ValueError) as exc:
+            raise ToolFailure(f"{cannot}: it cannot be saved as {name!r}: {exc}") from exc
+        try:
+            size = sandbox.read_file_into(source, writer.write, limit)
+            writer.finish(size)
         except FileNotFoundError as exc:
-            raise ToolFailure(
-                f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: "
-                "file does not exist."
-            ) from exc
+            raise ToolFailure(f"{cannot}: file does not exist.") from exc
         except IsADirectoryError as exc:
-            raise ToolFailure(
-                f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: "
-                "path is a directory, not a file."
-            ) from exc
+            raise ToolFailure(f"{cannot}: path is a directory, not a file.") from exc
         except OSError as exc:
-            raise ToolFailure(
-                f"[ERROR]: Cannot download '{args.sandbox_file_path}' from sandbox {args.sandbox_id}: {exc}"
-            ) from exc
+            if exc.errno == errno.EFBIG:
+                raise ToolFailure(f"{cannot}: {_cap_message(ctx, left, limit)}") from exc
+            if exc.errno == errno.EINVAL:
+                raise ToolFailure(
+                    f"{cannot}: not a regular file (devices, pipes and sockets cannot be downloaded)."
+                ) from exc
+            raise ToolFailure(f"{cannot}: {exc}") from exc
+        except _HostWriteError as exc:
+            raise InfraFailure(f"[ERROR]: Failed to save '{source}' on the host: {exc}") from exc
         except SandboxError as exc:
-            raise InfraFailure(f"[ERROR]: Failed to download '{args.sandbox_file_path}': {exc}") from exc
-        name = Path(args.local_filename or posixpath.basename(args.sandbox_file_path)).name
-        files: dict[str, bytes] = ctx.state.setdefault("tool-python.downloads", {})
-        local = f"tmpfiles/sandbox_{args.sandbox_id}_{name}"
-        files[local] = data
+            raise InfraFailure(f"[ERROR]: Failed to download '{source}': {exc}") from exc
+        finally:
+            writer.discard()
+        if not downloads.add(local, target, size):
+            raise InfraFailure(
+                f"[ERROR]: Failed to download '{source}': the episode ended during the download."
+            )
         if ctx.output_dir is None:
             return f"File downloaded successfully to: {local}"
-        target = ctx.output_dir / local
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
         return f"File downloaded successfully to: {target}"
+
+
+def _cap_message(ctx: EpisodeContext, left: int, limit: int) -> str:
+    """Why a download was refused: the per-file cap, or what is left of the episode's total."""
+    if limit < ctx.max_download_bytes:
+        return (
+            f"this episode's downloads are capped at {ctx.max_episode_download_bytes} bytes in total and only "
+            f"{left} bytes are left, less than the file's size. Work on the file inside the sandbox instead."
+        )
+    return (
+        f"the file is larger than the {ctx.max_download_bytes}-byte limit for one download. Work on it inside "
+        "the sandbox instead, or download a smaller part of it."
+    )
+
+
+class _HostWriteError(Exception):
+    """Writing a download to the host's disk failed (an `infra` error: the sandbox is fine)."""
+
+
+class _SparseWriter:
+    """Writes a download to a temporary name beside `target` as it streams in, leaving runs of zero bytes as
+    holes (a sparse file costs the host no disk), and moves it into place once complete."""
+
+    def __init__(self, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self.part = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        self.handle: BinaryIO | None = self.part.open("xb")
+        self.size = 0
+
+    def write(self, piece: bytes) -> None:
+        """Append `piece` (seeking over it when it is all zeros)."""
+        assert self.handle is not None
+        try:
+            if piece.count(0) == len(piece):
+                self.handle.seek(len(piece), os.SEEK_CUR)
+            else:
+                self.handle.write(piece)
+        except OSError as exc:
+            raise _HostWriteError(str(exc)) from exc
+        self.size += len(piece)
+
+    def finish(self, size: int) -> None:
+        """Fix the file's length (trailing holes included) and move it to `target`."""
+        assert self.handle is not None
+        try:
+            self.handle.truncate(size)
+            self.handle.close()
+            self.handle = None
+            os.replace(self.part, self.target)
+        except OSError as exc:
+            raise _HostWriteError(str(exc)) from exc
+
+    def discard(self) -> None:
+        """Remove what an unfinished download left (nothing once `finish` has run)."""
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+            self.part.unlink(missing_ok=True)
+
+
+class Downloads:
+    """What an episode brought out of its sandboxes: files on disk (never held in memory), their running
+    total for the per-episode cap, and their removal when the episode ends unless `keep_downloads` is set."""
+
+    def __init__(self, ctx: EpisodeContext) -> None:
+        self.ctx = ctx
+        self.total = 0
+        """Bytes downloaded so far this episode (a file downloaded twice counts twice)."""
+        self.files: dict[str, Path] = {}
+        """Each download's name in the observation -> where it is on disk."""
+        self._folder: Path | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        ctx.on_close(self.release)
+
+    def folder(self) -> Path:
+        """The episode's output folder, or a private temporary one made on first use."""
+        with self._lock:
+            if self._closed:
+                raise InfraFailure("[ERROR]: the episode has ended; its downloads were released.")
+            if self._folder is None:
+                output = self.ctx.output_dir
+                self._folder = (
+                    Path(tempfile.mkdtemp(prefix="miroenv-downloads-")) if output is None else output
+                )
+            return self._folder
+
+    def add(self, local: str, path: Path, size: int) -> bool:
+        """Count a finished download; False (and the file removed) when the episode ended meanwhile."""
+        with self._lock:
+            if self._closed:
+                path.unlink(missing_ok=True)
+                return False
+            self.total += size
+            self.files[local] = path
+            return True
+
+    def release(self) -> None:
+        """Delete the episode's downloads (a temporary folder entirely; in `output_dir`, its downloads
+        folder, and the output folder itself when that leaves it empty)."""
+        with self._lock:
+            self._closed = True
+            folder, self._folder = self._folder, None
+            self.files.clear()
+        if folder is None:
+            return
+        if self.ctx.output_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif not self.ctx.keep_downloads:
+            shutil.rmtree(folder / DOWNLOADS_FOLDER, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _downloads(ctx: EpisodeContext) -> Downloads:
+    """The episode's `Downloads`, made on first use."""
+    downloads: Downloads | None = ctx.state.get(DOWNLOADS_KEY)
+    if downloads is None:
+        downloads = ctx.state[DOWNLOADS_KEY] = Downloads(ctx)
+    return downloads
+
+
+def downloaded_files(ctx: EpisodeContext) -> dict[str, Path]:
+    """Where this episode's downloads from its sandboxes are on disk, by the name the model was shown."""
+    downloads: Downloads | None = ctx.state.get(DOWNLOADS_KEY)
+    return dict(downloads.files) if downloads is not None else {}

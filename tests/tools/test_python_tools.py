@@ -124,7 +124,8 @@ def test_downloads_land_in_the_episode_output_folder(
     observation, *_ = env.step(
         call("download_file_from_sandbox_to_local", sandbox_id=sid, sandbox_file_path="/home/user/table.csv")
     )
-    env.close()
     (written,) = (tmp_path / "out").rglob("*.csv")
     assert observation == f"File downloaded successfully to: {written}"
     assert written.read_bytes() == b"a,b" and written.name == f"sandbox_{sid}_table.csv"
+    env.close()
+    assert not written.exists() and list((tmp_path / "out").iterdir()) == []
