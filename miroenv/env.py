@@ -96,7 +96,11 @@ class _Episode:
 
 
 def _load_web(snapshot: str | Path | Web) -> Web:
-    return snapshot if isinstance(snapshot, Web) else Snapshot(snapshot)
+    """The env's web; a snapshot without a usable search index warns (`SnapshotIndexWarning`) here."""
+    web = snapshot if isinstance(snapshot, Web) else Snapshot(snapshot)
+    if isinstance(web, Snapshot):
+        web.warn_if_unsearchable()
+    return web
 
 
 def _load_task_list(
