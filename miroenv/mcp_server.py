@@ -775,7 +775,7 @@ class BodyLimit:
         logger.warning("refused a request: %s", error.error.message)
         delivered = self.on_refused is not None and await self.on_refused(scope, error)
         response = Response(
-            error.model_dump_json(by_alias=True, exclude_none=True),
+            error.model_dump_json(by_alias=True),  # "id": null included: clients require it
             status_code=202 if delivered else 413,
             media_type="application/json",
         )

@@ -711,6 +711,14 @@ def test_sandbox_lifetime_follows_create_sandbox_timeout_capped_like_mirothinker
             "start that server with --sandbox-scope server",
         ),
         (["--no-snapshot", "--server", "tool-python"], "--snapshot is required (or --connect URL"),
+        (
+            ["--no-snapshot", "--server", "tool-python", "--connect", "http://x", "--max-body-bytes", "10"],
+            "give --max-body-bytes and --max-sandboxes to that server",
+        ),
+        (
+            ["--no-snapshot", "--server", "tool-python", "--connect", "http://x", "--max-sandboxes", "3"],
+            "give --max-body-bytes and --max-sandboxes to that server",
+        ),
     ],
 )
 def test_bad_command_lines_fail_with_a_clear_error(demo_dir: Path, args: list[str], message: str) -> None:
@@ -775,3 +783,253 @@ def test_without_the_mcp_extra_the_command_says_how_to_install_it(demo_dir: Path
         [sys.executable, "-c", hide_mcp, "--help"], capture_output=True, text=True, timeout=60
     )
     assert listing.returncode == 0 and "serve-mcp" in listing.stdout
+
+
+# -- limits: request bodies and live sandboxes ----------------------------------------------------------
+
+BODY_LIMIT = 256 * 1024
+"""The `--max-body-bytes` of `limited_server`: small, so bodies just under and over it are quick to send."""
+
+TOO_LARGE = (
+    f"is over this server's limit of {BODY_LIMIT} bytes (0.25 MiB; set with serve-mcp --max-body-bytes)"
+)
+UNDER = {"q": "x" * (BODY_LIMIT - 1024)}
+"""`google_search` arguments whose request body is just under `BODY_LIMIT` (the envelope is < 1 KiB)."""
+OVER = {"q": "x" * (BODY_LIMIT + 16)}
+"""`google_search` arguments whose request body is just over `BODY_LIMIT`."""
+CALL_DEADLINE_S = 60.0
+"""A refused call must be answered well within this (it used to hang forever over SSE)."""
+
+
+@pytest.fixture(scope="module")
+def limited_server(demo_dir: Path) -> Iterator[HttpServer]:
+    """A server-scope HTTP server with a 256 KiB body limit and at most two sandboxes."""
+    server = HttpServer(
+        demo_dir,
+        "--sandbox",
+        "auto",
+        "--sandbox-scope",
+        "server",
+        "--server",
+        "tool-python",
+        "--server",
+        "search_and_scrape_webpage",
+        "--max-body-bytes",
+        str(BODY_LIMIT),
+        "--max-sandboxes",
+        "2",
+        servers=2,
+    )
+    yield server
+    server.stop()
+
+
+def limited_paths(server: HttpServer) -> dict[str, Params]:
+    """The search server of `server` on each path a client can take: SSE URL, streamable-HTTP URL, or a
+    `--connect` stdio proxy."""
+    name = "search_and_scrape_webpage"
+    return {
+        "sse": server.sse_urls[name],
+        "streamable-http": server.urls[name],
+        "stdio-connect": proxy_params(server, name),
+    }
+
+
+async def one_session_search(params: Params, arguments: dict[str, Any]) -> tuple[str | MCPError, str]:
+    """In one session: `google_search` with `arguments` (its text, or the MCPError it raised), then a small
+    search (its text), showing whether the session is still usable."""
+    if isinstance(params, str) and params.endswith("/mcp"):
+        async with Client(params) as client:
+            try:
+                first: str | MCPError = text(await client.call_tool("google_search", arguments))
+            except MCPError as exc:
+                first = exc
+            return first, text(await client.call_tool("google_search", SEARCH))
+    transport = stdio_client(params) if isinstance(params, StdioServerParameters) else sse_client(params)
+    async with transport as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        try:
+            result = await session.call_tool("google_search", arguments)
+            first = result.content[0].text if result.content[0].type == "text" else ""
+        except MCPError as exc:
+            first = exc
+        after = await session.call_tool("google_search", SEARCH)
+        return first, after.content[0].text if after.content[0].type == "text" else ""
+
+
+@pytest.mark.parametrize("path", ["sse", "streamable-http", "stdio-connect"])
+def test_a_body_just_under_the_limit_is_served_and_one_just_over_is_refused_naming_it(
+    limited_server: HttpServer, path: str
+) -> None:
+    params = limited_paths(limited_server)[path]
+
+    async def main() -> None:
+        with anyio.fail_after(CALL_DEADLINE_S):
+            served, _ = await one_session_search(params, UNDER)
+            assert isinstance(served, str) and '"organic": []' in served, served
+            refused, after = await one_session_search(params, OVER)
+        assert isinstance(refused, MCPError), refused
+        assert refused.error.code == -32600
+        assert re.fullmatch(rf"request body of \d+ bytes {re.escape(TOO_LARGE)}", str(refused)), str(refused)
+        assert refused.error.data["max_body_bytes"] == BODY_LIMIT
+        assert refused.error.data["body_bytes"] > BODY_LIMIT
+        assert "1791" in after  # the session that sent it goes on
+
+    run(main)
+    assert "refused a request: request body of" in limited_server.log
+
+
+def raw_post(url: str, body: bytes, chunked: bool) -> Any:
+    """POST `body` to `url` as an MCP client would, with a Content-Length or chunked (no declared size)."""
+    import httpx
+
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    return httpx.post(url, content=content, headers=headers, timeout=CALL_DEADLINE_S)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    ("body", "request_id"),
+    [
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"q": "%s", "id": 1}}', 7),
+        (
+            b'{"method": "tools/call", "params": {"id": 1, "q": "%s"}, "jsonrpc": "2.0", "id": "req-9"}',
+            "req-9",
+        ),
+        (b'{"params": {"q": "%s"}, "id": 3, "method": "tools/call", "jsonrpc": "2.0"}', 3),
+        (b'{"params": {"q": "%s"}, "id": 3, "_meta": {"k": 1}, "jsonrpc": "2.0"}', None),
+    ],
+)
+def test_streamable_http_answers_413_with_a_json_rpc_error_before_reading_the_message(
+    limited_server: HttpServer, body: bytes, request_id: int | str | None, chunked: bool
+) -> None:
+    big = body.replace(b"%s", b"x" * BODY_LIMIT)
+    response = raw_post(limited_server.urls["search_and_scrape_webpage"], big, chunked)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()
+    assert error["jsonrpc"] == "2.0" and error["error"]["code"] == -32600
+    assert error["error"]["message"] == f"request body of {len(big)} bytes {TOO_LARGE}"
+    assert error.get("id") == request_id  # the top-level id; a nested "id" is never taken for it
+
+
+def test_an_sse_post_for_no_live_session_gets_413_not_202(limited_server: HttpServer) -> None:
+    messages = limited_server.sse_urls["search_and_scrape_webpage"].replace("/sse", "/messages/")
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "%s"}}'.replace(
+        b"%s", b"x" * BODY_LIMIT
+    )
+    response = raw_post(f"{messages}?session_id={'0' * 32}", body, chunked=True)
+    assert response.status_code == 413
+    assert TOO_LARGE in response.json()["error"]["message"]
+
+
+def test_request_id_is_found_at_either_end_of_a_body_too_large_to_parse() -> None:
+    from miroenv.mcp_server import request_id
+
+    assert request_id(b'{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"a"', b"") == 12
+    assert request_id(b'{"method":"tools/call","params":{"id":1', b'...}},"jsonrpc":"2.0","id":"ab"}') == "ab"
+    assert request_id(b'{"params":{"id":1,"x":"', b'...","id":5}}') is None  # nested ids only
+    assert request_id(b'{"jsonrpc":"2.0","method":"notifications/x","params":{', b"...}}") is None
+
+
+def test_the_default_body_limit_is_16_mib_and_documented_in_help() -> None:
+    from miroenv.mcp_server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SANDBOXES, ServedTools
+
+    assert DEFAULT_MAX_BODY_BYTES == 16 * 1024 * 1024 and DEFAULT_MAX_SANDBOXES == 32
+    assert ServedTools.__init__.__kwdefaults__ is not None
+    assert ServedTools.__init__.__kwdefaults__["max_body_bytes"] == DEFAULT_MAX_BODY_BYTES
+    assert ServedTools.__init__.__kwdefaults__["max_sandboxes"] == DEFAULT_MAX_SANDBOXES
+    shown = CliRunner().invoke(app, ["serve-mcp", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "--max-body-bytes" in shown.output and "[default: (16 MiB)]" in shown.output
+    assert "--max-sandboxes" in shown.output and "[default: (32)]" in shown.output
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_limits_must_be_positive_whole_numbers(demo_dir: Path, value: str) -> None:
+    for option in ("--max-body-bytes", "--max-sandboxes"):
+        result = CliRunner().invoke(
+            app, ["serve-mcp", "--snapshot", str(demo_dir), "--transport", "http", option, value]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}'" in result.stderr
+
+
+def test_server_scope_refuses_a_sandbox_past_max_sandboxes_until_one_is_released(
+    limited_server: HttpServer,
+) -> None:
+    docker_client()
+    url = limited_server.sse_urls["tool-python"]
+    refusal = (
+        "[ERROR]: Failed to create sandbox: this server already runs 2 sandboxes, its limit "
+        "(serve-mcp --max-sandboxes 2); a sandbox is released once unused for its create_sandbox timeout "
+        "(at most 600 s). Please retry later."
+    )
+
+    async def main() -> None:
+        lasting = created_id(await mirothinker_call(url, "create_sandbox", {}))
+        brief = created_id(await mirothinker_call(url, "create_sandbox", {"timeout": 10}))
+        assert await mirothinker_call(url, "create_sandbox", {}) == refusal
+        async with Client(limited_server.urls["tool-python"]) as client:
+            refused = await client.call_tool("create_sandbox", {})
+        assert text(refused) == refusal and refused.meta == {"miroenv/error_kind": "infra"}
+        assert refused.is_error is False
+        await anyio.to_thread.run_sync(
+            limited_server.wait_for_log, r"server-scope sandbox docker:\w+ expired"
+        )
+        again = created_id(await mirothinker_call(url, "create_sandbox", {}))  # the expired one's slot
+        assert again not in (brief, lasting)
+        code = {"sandbox_id": lasting, "code_block": "print(1791 * 1912)"}
+        assert await mirothinker_call(url, "run_python_code", code) == PRODUCT
+
+    run(main)
+    assert "create_sandbox refused: 2 sandboxes alive, the --max-sandboxes limit" in limited_server.log
+
+
+def test_session_scope_caps_sandboxes_over_all_sessions_and_frees_them_when_a_session_ends(
+    demo_dir: Path,
+) -> None:
+    docker_client()
+    server = HttpServer(
+        demo_dir, "--sandbox", "auto", "--server", "tool-python", "--max-sandboxes", "1", servers=1
+    )
+    url = server.urls["tool-python"]
+    refusal = (
+        "[ERROR]: Failed to create sandbox: this server already runs 1 sandboxes, its limit "
+        "(serve-mcp --max-sandboxes 1); a session's sandboxes are released when it ends. Please retry later."
+    )
+
+    async def main() -> None:
+        async with Client(url) as second:
+            async with Client(url) as first:
+                sandbox_id_of(await first.call_tool("create_sandbox", {}))
+                refused = await second.call_tool("create_sandbox", {})
+                assert text(refused) == refusal and refused.meta == {"miroenv/error_kind": "infra"}
+            await anyio.to_thread.run_sync(server.wait_for_log, r"ended; released 1 sandbox")
+            made = sandbox_id_of(await second.call_tool("create_sandbox", {}))
+            result = await second.call_tool(
+                "run_python_code", {"sandbox_id": made, "code_block": "print(1791 * 1912)"}
+            )
+            assert text(result) == PRODUCT
+
+    try:
+        run(main)
+    finally:
+        assert server.stop(signal.SIGINT) == 0, server.log
+
+
+def test_the_default_limit_serves_bodies_past_the_sdks_4_mib_and_refuses_past_16_mib(
+    http_server: HttpServer,
+) -> None:
+    url = http_server.urls["search_and_scrape_webpage"]
+
+    async def main() -> None:
+        with anyio.fail_after(CALL_DEADLINE_S):
+            async with Client(url) as client:
+                served = await client.call_tool("google_search", {"q": "y" * (6 << 20)})
+                assert '"organic": []' in text(served)
+                with pytest.raises(MCPError, match=r"over this server's limit of 16777216 bytes \(16 MiB;"):
+                    await client.call_tool("google_search", {"q": "y" * (16 << 20)})
+
+    run(main)
