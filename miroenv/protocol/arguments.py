@@ -98,6 +98,14 @@ def _repair(text: str, detail: str) -> dict[str, Any]:
         pass
     else:
         return _require_object(value)
+    objects = _concatenated_objects(core)
+    if objects:
+        if all(obj == objects[0] for obj in objects):
+            return objects[0]
+        raise ArgumentsError(
+            f"not valid JSON: {detail}; it is {len(objects)} different JSON objects one after another, but a "
+            f"call takes one, so write one call for each; expected a JSON object like {_EXAMPLE}"
+        )
     if len(core) > MAX_REPAIR_CHARS:
         raise ArgumentsError(
             f"not valid JSON: {detail}; text over {MAX_REPAIR_CHARS} characters is not repaired, "
@@ -126,6 +134,24 @@ def _repair(text: str, detail: str) -> dict[str, Any]:
     if isinstance(repaired, dict) and (repaired or _JUNK_ONLY.fullmatch(core)):
         return repaired
     raise ArgumentsError(f"not valid JSON: {detail}; expected a JSON object like {_EXAMPLE}")
+
+
+def _concatenated_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of text made of two or more of them one after another (`{"q":"a"}{"q":"b"}`), else []."""
+    decoder = json.JSONDecoder(strict=False)
+    objects: list[dict[str, Any]] = []
+    pos = 0
+    try:
+        while pos < len(text):
+            value, pos = decoder.raw_decode(text, pos)
+            if not isinstance(value, dict):
+                return []
+            objects.append(value)
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+    except (ValueError, RecursionError):
+        return []
+    return objects if len(objects) > 1 else []
 
 
 def _require_object(value: object) -> dict[str, Any]:

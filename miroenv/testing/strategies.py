@@ -20,6 +20,7 @@ from miroenv.protocol.base import ToolSpec
 from miroenv.protocol.calls import ErrorKind, ToolCall
 from miroenv.protocol.mcp_xml import dump_json
 from miroenv.protocol.registry import FORMATS, get_format
+from miroenv.protocol.text import unusable_value
 from miroenv.testing.actions import with_thought
 from miroenv.tools.profiles import get_profile
 
@@ -292,14 +293,19 @@ _ABSENT = object()
 
 
 def schema_arguments(spec: ToolSpec) -> st.SearchStrategy[dict[str, Any]]:
-    """Arguments valid for `spec`: every required property, and each optional one or not."""
+    """Arguments valid for `spec`: every required property, and each optional one or not; no string holds NUL
+    (the env refuses NUL in arguments as a `format` error)."""
     properties: dict[str, Any] = spec.input_schema.get("properties", {})
     required = set(spec.input_schema.get("required", []))
     fields = {
         name: schema_values(prop) if name in required else st.one_of(st.just(_ABSENT), schema_values(prop))
         for name, prop in properties.items()
     }
-    return st.fixed_dictionaries(fields).map(lambda args: {k: v for k, v in args.items() if v is not _ABSENT})
+    return (
+        st.fixed_dictionaries(fields)
+        .map(lambda args: {k: v for k, v in args.items() if v is not _ABSENT})
+        .filter(lambda args: unusable_value(args) is None)
+    )
 
 
 def _specs(profile: str) -> list[ToolSpec]:
@@ -494,3 +500,196 @@ def malformed_tool_calls(
 def tool_call_cases(tool_format: str, profile: str = "mirothinker_v1") -> st.SearchStrategy[ToolCallCase]:
     """Valid and malformed calls, mixed."""
     return st.one_of(valid_tool_calls(tool_format, profile), malformed_tool_calls(tool_format, profile))
+
+
+# ---------------------------------------------------------------------------------- any text, real malformations
+
+any_characters = st.one_of(
+    st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None, exclude_categories=()),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()),
+    st.characters(min_codepoint=0, max_codepoint=0x9F, exclude_categories=()),
+)
+"""Every code point, lone surrogates (category Cs) and C0/C1 controls included, the last two drawn often.
+
+Hypothesis's own `text()` never draws surrogates; a Python `str` from a JSON reply (`"\\ud800"`) can hold them.
+"""
+
+any_text = st.text(any_characters, max_size=200)
+"""Text drawn from every code point (`any_characters`)."""
+
+json_escapes = st.integers(min_value=0, max_value=0xFFFF).map(lambda unit: f"\\u{unit:04x}")
+"""JSON `\\uXXXX` escapes of any UTF-16 code unit: NUL, controls, lone halves of surrogate pairs."""
+
+REAL_SEED_CALLS = [
+    ToolCall(
+        server="search_and_scrape_webpage",
+        name="google_search",
+        arguments={"q": "Turing Award 1966", "gl": "us"},
+    ),
+    ToolCall(
+        server="jina_scrape_llm_summary",
+        name="scrape_and_extract_info",
+        arguments={"url": "https://en.wikipedia.org/wiki/Alan_Perlis", "info_to_extract": "birth date"},
+    ),
+    ToolCall(
+        server="tool-python",
+        name="run_python_code",
+        arguments={"code_block": "print(6 * 7)", "sandbox_id": "s"},
+    ),
+    ToolCall(
+        server="tool-google-search", name="google_search", arguments={"q": "Mayor of Paterson 1967-1972"}
+    ),
+]
+"""Calls shaped like the ones real MiroThinker rollouts make (the last names the server as MiroRL's logs do)."""
+
+MALFORMATIONS = [
+    "duplicated_name",
+    "concatenated_json",
+    "raw_controls",
+    "unescaped_quotes",
+    "escaped_unusable",
+    "raw_surrogates",
+    "truncated_json",
+    "python_literal",
+    "fenced_arguments",
+    "unclosed_tag",
+    "fenced_call",
+    "nested_call",
+    "thought_around",
+    "huge_value",
+    "noise_around",
+]
+"""What models really get wrong when writing calls (see `malformed_actions`)."""
+
+_ARGUMENT_FLAWS = {
+    "concatenated_json",
+    "raw_controls",
+    "unescaped_quotes",
+    "escaped_unusable",
+    "raw_surrogates",
+    "truncated_json",
+    "python_literal",
+    "fenced_arguments",
+    "huge_value",
+}
+"""The `MALFORMATIONS` that damage the arguments text (at most one applies per call)."""
+
+
+def _string_paths(arguments: dict[str, Any]) -> list[str]:
+    return [key for key, value in arguments.items() if isinstance(value, str)]
+
+
+@st.composite
+def _malformed_arguments(draw: st.DrawFn, call: ToolCall, flaw: str) -> str:
+    """The JSON text of `call`'s arguments damaged by `flaw` (or intact for flaws elsewhere in the call)."""
+    arguments = dict(call.arguments) or {"q": "x"}
+    text = json.dumps(arguments, ensure_ascii=False)
+    keys = _string_paths(arguments) or [next(iter(arguments))]
+    key = draw(st.sampled_from(keys))
+    value = str(arguments.get(key, ""))
+    spot = draw(st.integers(min_value=0, max_value=len(value)))
+    if flaw == "concatenated_json":
+        other = draw(st.dictionaries(st.sampled_from(keys), any_text, min_size=1, max_size=2))
+        return text + draw(st.sampled_from(["", "\n", " "])) + json.dumps(other, ensure_ascii=False)
+    if flaw == "raw_controls":
+        junk = draw(st.text(st.characters(max_codepoint=0x1F, exclude_categories=()), min_size=1, max_size=4))
+        return text.replace(json.dumps(value, ensure_ascii=False), f'"{value[:spot]}{junk}{value[spot:]}"', 1)
+    if flaw == "unescaped_quotes":
+        return text.replace(json.dumps(value, ensure_ascii=False), f'"{value[:spot]}"{value[spot:]}"', 1)
+    if flaw == "escaped_unusable":
+        escapes = "".join(draw(st.lists(json_escapes, min_size=1, max_size=3)))
+        lone = draw(st.sampled_from(["\\ud800", "\\udfff", "\\u0000", "\\ud83d", escapes]))
+        return text.replace(json.dumps(value, ensure_ascii=False), f'"{value[:spot]}{lone}{value[spot:]}"', 1)
+    if flaw == "raw_surrogates":
+        lone = draw(
+            st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
+        )
+        return text.replace(json.dumps(value, ensure_ascii=False), f'"{value[:spot]}{lone}{value[spot:]}"', 1)
+    if flaw == "truncated_json":
+        return text[: draw(st.integers(min_value=0, max_value=max(0, len(text) - 1)))]
+    if flaw == "python_literal":
+        return repr(arguments).replace("}", ", }") if draw(st.booleans()) else repr(arguments)
+    if flaw == "fenced_arguments":
+        return f"```{draw(st.sampled_from(['json', '', 'JSON']))}\n{text}\n```"
+    if flaw == "huge_value":
+        return json.dumps({**arguments, key: value + (draw(any_text) or "x") * 500}, ensure_ascii=False)
+    return text
+
+
+def _arguments_text(call: ToolCall, flaws: list[str]) -> st.SearchStrategy[str]:
+    """The arguments text of `call` with the first argument flaw among `flaws` applied (intact if none)."""
+    chosen = [flaw for flaw in flaws if flaw in _ARGUMENT_FLAWS]
+    if not chosen:
+        return st.just(json.dumps(call.arguments, ensure_ascii=False))
+    return _malformed_arguments(call, chosen[0])
+
+
+def _duplicated(name: str, draw: st.DrawFn) -> str:
+    return draw(st.sampled_from([name + name, f"{name} {name}", f"{name}_{name}", name.upper()]))
+
+
+@st.composite
+def _malformed_text_call(draw: st.DrawFn, tool_format: str, call: ToolCall) -> str:
+    """One `mcp_xml` or `hermes` action built from `call` with one or two real malformations."""
+    flaws = draw(st.lists(st.sampled_from(MALFORMATIONS), min_size=1, max_size=2, unique=True))
+    name = _duplicated(call.name, draw) if "duplicated_name" in flaws else call.name
+    arg_text = draw(_arguments_text(call, flaws))
+    if tool_format == "mcp_xml":
+        parts = [
+            "<use_mcp_tool>\n",
+            f"<server_name>{call.server}</server_name>\n",
+            f"<tool_name>{name}</tool_name>\n",
+            f"<arguments>\n{arg_text}\n</arguments>\n",
+            "</use_mcp_tool>",
+        ]
+    else:
+        parts = ["<tool_call>\n", f'{{"name": "{name}", "arguments": {arg_text}}}\n', "</tool_call>"]
+    if "unclosed_tag" in flaws:
+        closing = [i for i, part in enumerate(parts) if "</" in part]
+        index = draw(st.sampled_from(closing))
+        parts[index] = parts[index][: parts[index].rfind("</")]
+    if "nested_call" in flaws:
+        inner = "".join(parts)
+        parts.insert(draw(st.integers(min_value=1, max_value=len(parts) - 1)), inner)
+    block = "".join(parts)
+    if "fenced_call" in flaws:
+        block = f"```{draw(st.sampled_from(['xml', '', 'json']))}\n{block}\n```"
+    if "thought_around" in flaws:
+        block = draw(
+            st.sampled_from(
+                [f"<think>\n{block}\n</think>", f"<think>\nlet me search\n{block}", f"</think>\n{block}"]
+            )
+        )
+    if "noise_around" in flaws:
+        block = f"{draw(any_text)}{block}{draw(st.one_of(any_text, st.sampled_from(TAGS)))}"
+    return block
+
+
+@st.composite
+def _malformed_message(draw: st.DrawFn, call: ToolCall) -> dict[str, Any]:
+    """An OpenAI assistant message dict whose `tool_calls` carry real malformations and arbitrary strings."""
+    flaws = draw(st.lists(st.sampled_from(MALFORMATIONS), min_size=1, max_size=2, unique=True))
+    name = _duplicated(call.name, draw) if "duplicated_name" in flaws else call.name
+    arguments = draw(st.one_of(_arguments_text(call, flaws), any_text, tag_soup))
+    entry: Any = {
+        "id": draw(st.one_of(identifiers, any_text)),
+        "type": "function",
+        "function": {"name": draw(st.one_of(st.just(name), any_text)), "arguments": arguments},
+    }
+    entries = draw(st.lists(st.one_of(st.just(entry), odd_values), min_size=1, max_size=3))
+    return {"role": "assistant", "content": draw(st.one_of(st.none(), any_text)), "tool_calls": entries}
+
+
+def malformed_actions(
+    tool_format: str, seeds: list[ToolCall] | None = None
+) -> st.SearchStrategy[str | dict[str, Any]]:
+    """Actions in `tool_format` built from real-looking calls (`seeds`, default `REAL_SEED_CALLS`) damaged the
+    way models really damage them (`MALFORMATIONS`: duplicated names such as `google_searchgoogle_search`,
+    concatenated JSON objects, raw control characters, unescaped quotes, JSON escapes of lone surrogates and
+    NUL, truncation, unclosed tags, code fences, nested calls), plus text from every code point. Their outcome
+    is not predicted: what holds for all of them is that `step()` answers and the episode goes on."""
+    _check_format(tool_format)
+    calls = st.sampled_from(list(seeds or REAL_SEED_CALLS))
+    if tool_format == "openai":
+        return st.one_of(calls.flatmap(_malformed_message), any_text, odd_messages)
+    return st.one_of(calls.flatmap(lambda call: _malformed_text_call(tool_format, call)), any_text)
