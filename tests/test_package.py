@@ -36,6 +36,18 @@ def test_import_registers_the_env_without_loading_it() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_import_does_not_load_gymnasium_and_registers_once_it_is_loaded() -> None:
+    code = (
+        "import sys, miroenv\n"
+        "assert 'gymnasium' not in sys.modules and 'numpy' not in sys.modules\n"
+        "from gymnasium.envs.registration import registry\n"
+        "assert miroenv.ENV_ID in registry\n"
+        "print(type(sys.modules['gymnasium'].__spec__.loader).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "SourceFileLoader"
+
+
 def test_registered_id_makes_the_env(demo_dir) -> None:  # type: ignore[no-untyped-def]
     env = gym.make(miroenv.ENV_ID, snapshot=demo_dir, tasks=demo_dir / "tasks.jsonl", sandbox="none")
     assert isinstance(env.unwrapped, miroenv.ResearchEnv)

@@ -1,5 +1,5 @@
-"""`python -m miroenv.cli`."""
+"""`python -m miroenv.cli`: the same command as the `miroenv` script, under the same name in its help."""
 
 from miroenv.cli import app
 
-app()
+app(prog_name="miroenv")
