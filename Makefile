@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest docs bench clean
+.PHONY: demo test lint typecheck pytest docs bench first-contact clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ docs: $(VENV)/.installed-test
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: lint typecheck docs pytest
+
+# A new user's first contact: a clone of HEAD, pip-installed with no extras into a fresh venv under $TMPDIR.
+first-contact:
+	$(PYTHON) tests/cli/first_contact.py --clone .
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_episode.py
