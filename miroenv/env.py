@@ -114,7 +114,7 @@ def _load_task_list(
             raise ValueError("no tasks given and the snapshot has no tasks.jsonl; pass tasks=...")
     if isinstance(tasks, (str, Path)):
         root = attachments_root or Path(tasks).parent
-        return [resolve_task_files(t, root, str(tasks)) for t in load_tasks(tasks, root)]
+        return load_tasks(tasks, root, must_exist=True)
     return [
         resolve_task_files(
             t if isinstance(t, Task) else Task.model_validate(t), attachments_root, f"tasks[{i}]"

@@ -67,17 +67,19 @@ def validate_task(data: Any, where: str) -> Task:
         raise TaskFileError(f"{where}: invalid task ({problems})") from exc
 
 
-def load_tasks(path: str | Path, attachments_root: str | Path | None = None) -> list[Task]:
+def load_tasks(
+    path: str | Path, attachments_root: str | Path | None = None, *, must_exist: bool = False
+) -> list[Task]:
     """Read tasks from a JSONL file (one `Task` object per line; blank lines ignored).
 
     Attachments resolve inside `attachments_root` (default: the file's folder) and come back as canonical
     absolute paths; one that is a symlink, goes through `..` or lies outside that folder raises
-    `AttachmentError` (a missing one is let through: `ResearchEnv` refuses it)."""
+    `AttachmentError`, and so does a missing one with `must_exist` (`ResearchEnv` sets it)."""
     path = Path(path)
     root = Path(attachments_root) if attachments_root is not None else path.parent
     tasks = [
         resolve_task_files(
-            validate_task(data, f"{path}:{lineno}"), root, f"{path}:{lineno}", must_exist=False
+            validate_task(data, f"{path}:{lineno}"), root, f"{path}:{lineno}", must_exist=must_exist
         )
         for lineno, data in iter_json_lines(path)
     ]
