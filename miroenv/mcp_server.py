@@ -766,8 +766,8 @@ class BodyLimit:
         )
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send, error: types.JSONRPCError) -> None:
-        """Answer a body over the limit: 413 with the JSON-RPC error, once the request passed the transport's
-        Host/Origin checks (a refused check gets the transport's own answer)."""
+        """Answer a body over the limit with the JSON-RPC error (413, or 202 once `on_refused` delivered it),
+        after the transport's Host/Origin checks (a request failing them gets the transport's own answer)."""
         checked = await self.security.validate_request(Request(scope), is_post=scope["method"] == "POST")
         if checked is not None:
             await checked(scope, receive, send)

@@ -181,7 +181,7 @@ def check_tools(listed: Sequence[Tool], server: str) -> None:
 
 
 async def check_calls(client: Client, server: str, snapshot: Path) -> str | None:
-    """One real call per server; for `tool-python`, the sandbox's container id (its hostname)."""
+    """One real call per server; for `tool-python`, the id prefix of the container the sandbox runs in."""
     if server == "search_and_scrape_webpage":
         result = await client.call_tool("google_search", SEARCH)
         assert text(result) == run_tool_once(Snapshot(snapshot), "google_search", SEARCH).text
@@ -197,18 +197,25 @@ async def check_calls(client: Client, server: str, snapshot: Path) -> str | None
         "run_python_code", {"sandbox_id": sandbox_id, "code_block": "print(1791 * 1912)"}
     )
     assert text(result) == PRODUCT and result.is_error is False
-    return await hostname(client, sandbox_id)
+    return await container_id(client, sandbox_id)
 
 
-async def hostname(client: Client, sandbox_id: str) -> str:
-    """The sandbox's hostname (a Docker container's is the start of its id)."""
-    result = await client.call_tool("run_command", {"sandbox_id": sandbox_id, "command": "hostname"})
-    return host_of(text(result))
+CONTAINER_ID_COMMAND = "grep -o -m1 'containers/[0-9a-f]*' /proc/self/mountinfo | head -n1"
+"""A shell command that prints `containers/ID` inside a Docker container: its /etc/hostname is mounted from
+the container's folder (every sandbox's host name is `sandbox`, so the name tells nothing)."""
 
 
-def host_of(run_command_text: str) -> str:
-    """The hostname in the text of a `run_command` call that ran `hostname`."""
-    found = re.search(r"stdout='(\S+)\\n'", run_command_text)
+async def container_id(client: Client, sandbox_id: str) -> str:
+    """The first 12 hex digits of the id of the Docker container the sandbox runs in."""
+    result = await client.call_tool(
+        "run_command", {"sandbox_id": sandbox_id, "command": CONTAINER_ID_COMMAND}
+    )
+    return container_id_in(text(result))
+
+
+def container_id_in(run_command_text: str) -> str:
+    """The container id prefix in the text of a `run_command` call that ran `CONTAINER_ID_COMMAND`."""
+    found = re.search(r"stdout='containers/([0-9a-f]{12})[0-9a-f]*\\n'", run_command_text)
     assert found, run_command_text
     return found.group(1)
 
@@ -327,7 +334,7 @@ def test_http_sessions_have_their_own_sandboxes_released_when_they_end(http_serv
                 id_a = sandbox_id_of(await a.call_tool("create_sandbox", {}))
                 id_b = sandbox_id_of(await b.call_tool("create_sandbox", {}))
                 assert id_a != id_b
-                host_a, host_b = await hostname(a, id_a), await hostname(b, id_b)
+                host_a, host_b = await container_id(a, id_a), await container_id(b, id_b)
                 assert (
                     host_a != host_b and container_exists(docker, host_a) and container_exists(docker, host_b)
                 )
@@ -443,7 +450,9 @@ def test_http_shutdown_releases_sessions_still_open(demo_dir: Path, sig: int, ex
         async with Client(
             streamable_http_client(server.urls["tool-python"], terminate_on_close=False)
         ) as client:
-            hosts.append(await hostname(client, sandbox_id_of(await client.call_tool("create_sandbox", {}))))
+            hosts.append(
+                await container_id(client, sandbox_id_of(await client.call_tool("create_sandbox", {})))
+            )
 
     try:
         run(main)
@@ -549,7 +558,7 @@ def test_server_scope_sandboxes_are_shared_by_id_across_transports_and_outlive_c
         async with Client(shared_server.urls["tool-python"]) as client:
             code = {"sandbox_id": sandbox_id, "code_block": "print(secret + 1)"}
             assert "stdout='42\\n'" in text(await client.call_tool("run_python_code", code))
-            hosts.append(await hostname(client, sandbox_id))
+            hosts.append(await container_id(client, sandbox_id))
         assert sandbox_id not in shared_server.log  # a capability: never written to the log
 
     run(main)
@@ -609,9 +618,9 @@ def test_server_scope_sandboxes_are_released_at_shutdown(demo_dir: Path) -> None
         for _ in range(2):
             sandbox_id = created_id(await mirothinker_call(url, "create_sandbox", {}))
             ran = await mirothinker_call(
-                url, "run_command", {"sandbox_id": sandbox_id, "command": "hostname"}
+                url, "run_command", {"sandbox_id": sandbox_id, "command": CONTAINER_ID_COMMAND}
             )
-            hosts.append(host_of(ran))
+            hosts.append(container_id_in(ran))
 
     try:
         run(main)
@@ -635,8 +644,10 @@ def test_sse_sessions_own_their_sandboxes_by_default(http_server: HttpServer) ->
             await session.initialize()
             created = await session.call_tool("create_sandbox", {})
             ids.append(sandbox_id_of(created))
-            result = await session.call_tool("run_command", {"sandbox_id": ids[0], "command": "hostname"})
-            hosts.append(host_of(text(result)))
+            result = await session.call_tool(
+                "run_command", {"sandbox_id": ids[0], "command": CONTAINER_ID_COMMAND}
+            )
+            hosts.append(container_id_in(text(result)))
         await anyio.to_thread.run_sync(wait_until_gone, docker, hosts[0])  # the SSE connection ended
         refused = await mirothinker_call(url, "run_python_code", {"sandbox_id": ids[0], "code_block": "1"})
         assert refused.startswith(f"[ERROR]: Failed to connect to sandbox {ids[0]}.")
