@@ -110,14 +110,19 @@ def read_jsonl(path: str | Path, *, objects: bool = False) -> list[Any]:
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """Write `records` as a whole new JSONL file, atomically (a temporary file renamed over `path`)."""
+    """Write `records` as a whole new JSONL file, atomically (see `replace_file`)."""
+    replace_file(path, b"".join(encode_line(record) for record in records))
+
+
+def replace_file(path: str | Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (a temporary file renamed over it, keeping its mode), so a crash
+    leaves the old file or the new one, never a mix."""
     path = Path(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "wb") as out:
-            for record in records:
-                out.write(encode_line(record))
+            out.write(data)
         if path.exists():
             shutil.copymode(path, temp)
         os.replace(temp, path)
@@ -218,5 +223,6 @@ __all__ = [
     "iter_jsonl",
     "parse_jsonl",
     "read_jsonl",
+    "replace_file",
     "write_jsonl",
 ]

@@ -8,9 +8,6 @@ reward sees exactly what it saw at run time. LLM-judge verdicts are stored back 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from miroenv.jsonl import encode_line, parse_jsonl
+from miroenv.jsonl import encode_line, parse_jsonl, replace_file
 from miroenv.rewards.base import Reward, RewardBreakdown, RewardContext, get_reward
 from miroenv.rewards.compose import WeightedSum
 from miroenv.rewards.judge import JudgeReward, JudgeVerdict
@@ -319,12 +316,4 @@ def write_verdicts(
             stored = record.get(JUDGE_FIELD)
             record[JUDGE_FIELD] = {**(stored if isinstance(stored, dict) else {}), **updates[episode]}
             lines[lineno - 1] = encode_line(record).rstrip(b"\n")
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(b"\n".join(lines))
-        shutil.copymode(path, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    replace_file(path, b"\n".join(lines))

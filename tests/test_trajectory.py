@@ -17,6 +17,7 @@ import pytest
 from miroenv import RecordTrajectory, ResearchEnv, ScriptedPolicy, read_trajectories, run_episode
 from miroenv.demo import ACTIONS
 from miroenv.jsonl import JsonlError
+from miroenv.scoring import score_trajectories
 
 
 def test_episode_is_logged_with_header_steps_and_footer(demo_dir: Path, tmp_path: Path) -> None:
@@ -109,6 +110,8 @@ def test_a_last_line_torn_inside_a_multibyte_character_is_ignored(demo_dir: Path
     path.write_bytes(data[: data.rindex("ü".encode()) + 1])  # the step line ends halfway through the "ü"
     (trajectory,) = read_trajectories(path)
     assert trajectory.steps == [] and not trajectory.complete
+    (row,) = score_trajectories([path], "gaia").rows  # `miroenv score` reads it the same way
+    assert not row.complete and row.steps == 0
 
 
 def test_a_rerun_appending_after_a_torn_tail_keeps_every_earlier_episode(
