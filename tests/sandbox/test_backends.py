@@ -81,8 +81,11 @@ def test_container_hardening(docker_backend: DockerSandboxBackend) -> None:
     assert host["CpuQuota"] > 0 and host["CpuPeriod"] == 100_000
     assert {u["Name"] for u in host["Ulimits"]} == {"nofile", "fsize"}
     assert host["LogConfig"]["Type"] == "none"
-    assert set(host["Tmpfs"]) == {"/home/user", "/tmp"}
-    assert all(f"size={LIMITS['tmp_bytes']}" in host["Tmpfs"][p] for p in host["Tmpfs"])
+    assert set(host["Tmpfs"]) == {"/home/user", "/tmp", "/dev/shm"}
+    assert all(f"size={LIMITS['tmp_bytes']}" in host["Tmpfs"][p] for p in ("/home/user", "/tmp"))
+    assert all(f"nr_inodes={LIMITS['inodes']}" in options for options in host["Tmpfs"].values())
+    assert host["IpcMode"] == "private" and host["UTSMode"] in ("", "private")
+    assert info["Config"]["Hostname"] == "sandbox"
     assert info["Config"]["User"] == "1000:1000"
     labels = info["Config"]["Labels"]
     assert labels[LABEL] == "1" and labels[LABEL_SESSION] == docker_backend.session_id
