@@ -9,6 +9,7 @@ surrogate or NUL are turned into `format` problems naming the value (`screen_par
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -57,20 +58,23 @@ def utf8(text: str) -> bytes:
 def scrub_value(value: object, depth: int = 0) -> tuple[Any, int]:
     """A JSON-shaped copy of an action value with every string scrubbed, and how many code points were repaired.
 
-    Mappings become dicts, lists and tuples lists; other values are kept as they are. Values that cannot be
-    read (a mapping whose iteration raises) and nesting beyond `MAX_SCRUB_DEPTH` become a short note, so a
+    Mappings become dicts with string keys, lists and tuples lists; strings, booleans, integers, finite
+    floats and None are kept; anything else (bytes, sets, NaN, objects) becomes its repr. Values that cannot
+    be read (a mapping whose iteration raises) and nesting beyond `MAX_SCRUB_DEPTH` become a short note, so a
     self-referencing dict is copied in bounded time.
     """
     if isinstance(value, str):
         return scrub_text(value)
+    if value is None or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        return value, 0
     if depth >= MAX_SCRUB_DEPTH and isinstance(value, (Mapping, list, tuple)):
         return _TOO_DEEP, 0
     try:
         if isinstance(value, Mapping):
-            out: dict[Any, Any] = {}
+            out: dict[str, Any] = {}
             total = 0
             for key, item in list(value.items()):
-                clean_key, key_fixes = scrub_value(key, depth + 1) if isinstance(key, str) else (key, 0)
+                clean_key, key_fixes = scrub_text(key if isinstance(key, str) else _repr(key))
                 clean_item, item_fixes = scrub_value(item, depth + 1)
                 out[clean_key] = clean_item
                 total += key_fixes + item_fixes
@@ -80,7 +84,15 @@ def scrub_value(value: object, depth: int = 0) -> tuple[Any, int]:
             return [item for item, _ in items], sum(fixes for _, fixes in items)
     except Exception as exc:
         return f"[unreadable {type(value).__name__}: {type(exc).__name__}]", 0
-    return value, 0
+    return scrub_text(_repr(value))
+
+
+def _repr(value: object) -> str:
+    """`repr(value)`, or a note naming its type when its repr raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"[{type(value).__name__} without a repr]"
 
 
 def unusable_value(value: object, path: str = "", depth: int = 0) -> tuple[str, str] | None:
