@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,16 +158,24 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def imported(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The corpus imported to completion (the baseline the killed runs are compared with)."""
+def full_import(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """The corpus imported to completion (the baseline the killed runs are compared with) and how long the
+    import took, which sets the range of the random kill times."""
     out = tmp_path_factory.mktemp("complete") / "snap"
+    started = time.monotonic()
     subprocess.run(
         cli("snapshot", "import", "corpus-jsonl", str(corpus), "--out", str(out)),
         check=True,
         capture_output=True,
         timeout=240,
     )
-    return out
+    return out, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def imported(full_import: tuple[Path, float]) -> Path:
+    """The completely imported snapshot."""
+    return full_import[0]
 
 
 QUERIES = ["w1 w2", "w17 w400 w1999", "marker7", "w5 w6 w7 w8", "document w42"]
@@ -178,15 +187,22 @@ def results(snapshot: Path) -> list[list[dict[str, Any]]]:
     return [snap.search(SearchRequest(q=query)).payload["organic"] for query in QUERIES]
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_import_killed_at_a_random_moment(seed: int, corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", range(6))
+def test_import_killed_at_a_random_moment(
+    seed: int,
+    corpus: Path,
+    full_import: tuple[Path, float],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
     rng = random.Random(seed)
     out = tmp_path / "snap"
     killed = run_and_kill(
         cli("snapshot", "import", "corpus-jsonl", str(corpus), "--out", str(out)),
-        after_s=rng.uniform(0.3, 6.0),
+        after_s=rng.uniform(0.35, 1.05) * full_import[1],
     )
     state = check_after_kill(out, [0, DOCS - 1, rng.randrange(DOCS)])
+    record_property("state_after_kill", state if killed else "finished")
     assert killed or state == "searchable"
 
 
