@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from miroenv.jsonl import JsonlError, iter_jsonl
 from miroenv.tasks import Task, TaskFileError, load_tasks, save_tasks
-from miroenv.web.index import build_index_from_snapshot
-from miroenv.web.snapshot import MANIFEST_FILE, SnapshotWriter
+from miroenv.web.index import SnapshotIndexError, build_index_from_snapshot
+from miroenv.web.snapshot import MANIFEST_FILE, SnapshotError, SnapshotWriter
 
 TASKS_FILE = "tasks.jsonl"
 """Tasks of QA datasets are written here, inside the snapshot directory."""
@@ -127,7 +127,8 @@ def snapshot_session(
     out: Path, report: ImportReport, *, name: str | None, capture_date: str | None
 ) -> Iterator[SnapshotWriter]:
     """A writer for `out` (new or extended); a snapshot this import created is removed again if it fails.
-    On success the full-text index is rebuilt, so the imported pages are searchable at once."""
+    On success the full-text index is rebuilt, so the imported pages are searchable at once; the rebuild is
+    atomic (a killed or failed one leaves the previous index, or none, and says how to rebuild it)."""
     check_capture_date(capture_date)
     out = Path(out)
     existed = out.exists()
@@ -159,7 +160,13 @@ def snapshot_session(
         raise
     writer.close()
     report.content_hash = writer.manifest.content_hash
-    build_index_from_snapshot(out)
+    try:
+        build_index_from_snapshot(out).close()
+    except SnapshotIndexError as exc:
+        raise SnapshotError(
+            f"{exc} (every page was imported; the index was left as it was: rebuild it with "
+            f"`miroenv snapshot reindex {out}`)"
+        ) from exc
 
 
 def write_tasks(tasks: Sequence[Task], out: Path, report: ImportReport) -> None:

@@ -202,9 +202,9 @@ class SnapshotIndex:
                 cls._build_into(tmp, index_dir, docs, content_hash)
                 retired = _switch_dir(tmp, index_dir)
                 if retired is not None:
-                    shutil.rmtree(retired, ignore_errors=True)
+                    _remove(retired)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _remove(tmp)
                 raise
             finally:
                 lock_path.unlink(missing_ok=True)
@@ -527,6 +527,14 @@ def _make_readable(folder: Path) -> None:
             entry.chmod(0o644)
 
 
+def _remove(path: Path) -> None:
+    """Remove a folder with what it holds, or a file or link (what an index path held before a build)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _fsync_dir(folder: Path) -> None:
     """Flush a folder's entries (renames, new files) to disk where the platform allows it."""
     if not hasattr(os, "O_DIRECTORY"):
@@ -669,8 +677,8 @@ def remove_stale_builds(index_dir: Path) -> list[Path]:
                 os.rename(retired, index_dir)
                 _fsync_dir(index_dir.parent)
             for path in (_leftover_path(index_dir, stem, "building"), retired):
-                if path.exists():
-                    shutil.rmtree(path, ignore_errors=True)
+                if path.exists() or path.is_symlink():
+                    _remove(path)
                     removed.append(path)
             lock_path.unlink(missing_ok=True)
         except OSError:

@@ -436,3 +436,13 @@ def test_remove_stale_builds_writes_nothing_without_leftovers(tmp_path: Path) ->
     before = sorted(os.listdir(snapshot))
     assert remove_stale_builds(snapshot / "index") == []
     assert sorted(os.listdir(snapshot)) == before
+
+
+def test_a_build_replaces_a_file_where_the_index_goes(tmp_path: Path) -> None:
+    snapshot = small_snapshot(tmp_path / "s")
+    shutil.rmtree(snapshot / "index")
+    (snapshot / "index").write_text("not an index")
+    assert Snapshot(snapshot).index_status().state == "missing"
+    build_index_from_snapshot(snapshot)
+    assert leftovers(snapshot) == []
+    assert Snapshot(snapshot).index_status(full=True).ok
