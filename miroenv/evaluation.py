@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from miroenv._version import __version__
 from miroenv.env import EnvConfig, ResearchEnv
-from miroenv.jsonl import JsonlWriter, iter_jsonl
+from miroenv.jsonl import JsonlError, JsonlWriter, iter_jsonl
 from miroenv.llm import (
     ChatCompletionsClient,
     ChatEndpointError,
@@ -570,7 +570,10 @@ class Evaluation:
             setup = self.setup(web)
             stack.enter_context(self._exclusive())
             self.check_resumable(setup)
-            previous = latest_rows(read_results(self.out / RESULTS_FILE))
+            try:
+                previous = latest_rows(read_results(self.out / RESULTS_FILE))
+            except JsonlError as exc:
+                raise EvalError(f"cannot resume: {exc}") from exc
             finished = {key for key, row in previous.items() if not (c.rerun_failed and row.endpoint_failed)}
             pending = [(task, run) for run in range(1, c.runs + 1) for task in self.tasks]
             pending = [(task, run) for task, run in pending if (task.task_id, run) not in finished]

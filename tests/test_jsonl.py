@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from miroenv import read_trajectories
+from miroenv.cli import app
 from miroenv.evaluation import EvalRow, latest_rows, read_results
 from miroenv.jsonl import JsonlError, JsonlWriter, encode_line, iter_jsonl, read_jsonl, write_jsonl
 from miroenv.testing.strategies import any_text
@@ -212,6 +214,23 @@ def test_write_jsonl_replaces_the_file_whole_and_keeps_its_mode(tmp_path: Path) 
 
 
 # ------------------------------------------------------------------ SIGKILL of a real `miroenv eval`, resumed
+
+
+def test_an_eval_resuming_from_a_results_file_with_a_bad_middle_line_names_it(
+    scripted_model: MakeServer,  # noqa: F811
+    demo_dir: Path,
+    tmp_path: Path,
+) -> None:
+    server = scripted_model()
+    out = tmp_path / "eval"
+    args = eval_args(server, demo_dir, out, "--limit", "1")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    results = out / "results.jsonl"
+    results.write_bytes(b"{oops\n" + results.read_bytes())
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    unwrapped = "".join(result.output.split())  # rich wraps long paths anywhere
+    assert f"cannotresume:{results}:1:notvalidJSON" in unwrapped
 
 
 def test_an_eval_killed_at_random_points_and_resumed_keeps_every_finished_row(
