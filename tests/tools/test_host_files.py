@@ -213,9 +213,20 @@ def test_without_an_output_dir_downloads_go_to_a_private_folder_removed_at_reset
     assert not list(tmp_path.glob("miroenv-downloads-*"))
 
 
-def test_keep_downloads_leaves_them_in_the_output_dir_and_needs_one(demo_dir: Path, tmp_path: Path) -> None:
+def test_keep_downloads_leaves_them_in_the_output_dir_and_needs_one(
+    demo_dir: Path, backend: SandboxBackend, tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match="keep_downloads=True needs an output_dir"):
         ResearchEnv(demo_dir, keep_downloads=True)
+    env = ResearchEnv(demo_dir, sandbox=backend, output_dir=tmp_path, keep_downloads=True)
+    try:
+        sid = start(env, Task(task_id="keep", question="?"))
+        shell(env, sid, "echo kept > kept.txt")
+        observation, _ = download(env, sid, "kept.txt")
+        env.reset(seed=0, options={"task": Task(task_id="next", question="?")})
+    finally:
+        env.close()
+    assert Path(observation.removeprefix("File downloaded successfully to: ")).read_text() == "kept\n"
 
 
 def test_links_special_files_and_odd_names_in_the_sandbox(
