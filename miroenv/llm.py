@@ -44,7 +44,9 @@ class ChatReply(BaseModel):
     """One assistant reply: its text, any OpenAI tool calls, why generation stopped and the token usage."""
 
     content: str | None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[Any] | None = Field(
+        default=None, description="As the endpoint sent them; the env reports malformed entries to the model."
+    )
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -12,8 +12,8 @@ from typing import Any
 def send_json(
     handler: BaseHTTPRequestHandler, status: int, reply: Any, headers: dict[str, str] | None = None
 ) -> None:
-    """Answer the request `handler` serves with `reply` as JSON."""
-    data = json.dumps(reply).encode()
+    """Answer the request `handler` serves with `reply` as JSON (bytes are sent as they are: a broken body)."""
+    data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
     handler.send_response(status)
     for name, value in (headers or {}).items():
         handler.send_header(name, value)
@@ -61,8 +61,9 @@ class CompletionServer:
         self.httpd.server_close()
 
 
-ChatReplyScript = str | dict[str, Any]
-"""A scripted assistant reply: its text, or a whole message object (content and/or tool_calls)."""
+ChatReplyScript = str | dict[str, Any] | bytes
+"""A scripted assistant reply: its text, a whole message object (content and/or tool_calls), or the raw bytes
+of the whole response body (to send what no JSON encoder would)."""
 
 
 class ChatScriptServer:
@@ -171,6 +172,9 @@ class ChatScriptServer:
             entry["status"] = 400
             return 400, {}, {"error": {"message": f"script of {task_id} has no reply {turn}"}}
         scripted = script[turn]
+        if isinstance(scripted, bytes):
+            entry["status"] = 200
+            return 200, {}, scripted
         message = {"role": "assistant", **(scripted if isinstance(scripted, dict) else {"content": scripted})}
         prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
         completion_tokens = len(str(message.get("content") or "")) // 4 + 1

@@ -708,3 +708,52 @@ def test_a_second_eval_on_the_same_directory_is_refused_while_the_first_runs(
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert sorted(row["task_id"] for row in results_lines(out)) == sorted(TASK_IDS)
+
+
+def test_eval_survives_any_reply_the_endpoint_sends(demo_dir: Path, tmp_path: Path) -> None:
+    """Lone surrogates and NUL (JSON escapes in the body), garbage tool_calls, invalid JSON and invalid UTF-8
+    bodies: the run finishes with exit 0, each episode's row saying what happened."""
+    questions = {task.task_id: task.question for task in load_tasks(demo_dir / "tasks.jsonl")}
+    call = (
+        "<use_mcp_tool>\n<server_name>search_and_scrape_webpage</server_name>\n<tool_name>google_search"
+        '</tool_name>\n<arguments>\n{"q": "Ada \\ud800 standard"}\n</arguments>\n</use_mcp_tool>'
+    )
+    garbage_calls = [
+        1,
+        "x",
+        None,
+        {"id": "\ud800", "function": {"name": "google_search\x00", "arguments": '{"q": "\\u0000"}'}},
+        {"function": {"name": "google_search", "arguments": {"q": ["\udfff"]}}},
+    ]
+    scripts: dict[str, list[ChatReplyScript]] = {
+        "ada-standard": [f"\ud800 thinking\x00 {call}", "It is MIL-STD-1815.\ud83d", "\\boxed{MIL-STD-1815}"],
+        "babbage-eniac-gap": [{"content": None, "tool_calls": garbage_calls}, "done", "\\boxed{\udcff}"],
+        "turing-award-first": [b'{"choices": [{"message": {"content": "trunc'],
+        "birth-years-product": [b'{"choices": [{"message": {"content": "\xff\xfe\x00"}}]}'],
+        "baby-first-program": [{"content": "x", "tool_calls": "not a list"}, "done", "\\boxed{1948-06-21}"],
+    }
+    server = ChatScriptServer(questions, scripts)
+    try:
+        out = tmp_path / "eval"
+        result = runner.invoke(app, eval_args(server, demo_dir, out, "--retries", "0"))
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    rows = {row["task_id"]: row for row in results_lines(out)}
+    assert sorted(rows) == sorted(TASK_IDS)
+
+    ada = rows["ada-standard"]
+    assert (ada["reward"], ada["error"], ada["errors"]["format"]) == (1.0, None, 1)
+    (episode,) = read_trajectories(out / ada["trajectory"])
+    first = episode.steps[0]
+    assert first.action == f"\ud800 thinking\x00 {call}"  # the reply exactly as the endpoint sent it
+    assert "'q' holds a lone surrogate (U+D800)" in first.observation
+    assert first.error_kinds == ["format"]
+
+    babbage = rows["babbage-eniac-gap"]
+    assert babbage["error"] is None and babbage["errors"]["format"] >= 1 and babbage["answer"] == "\ufffd"
+    assert rows["baby-first-program"]["error"] is None and rows["baby-first-program"]["reward"] == 1.0
+
+    for task_id in ("turing-award-first", "birth-years-product"):
+        row = rows[task_id]
+        assert row["errors"]["endpoint"] == 1 and "unusable reply" in row["error"], row
