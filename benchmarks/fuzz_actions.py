@@ -246,10 +246,12 @@ def markdown(result: dict[str, Any]) -> str:
     return f"""{SECTION}
 
 `python benchmarks/fuzz_actions.py --count {result["actions"]} --readme` on a 2-core machine shared with other
-jobs (load average {load:.1f} at the end). Actions are drawn with hypothesis from `any_text` (every code point,
-lone surrogates and controls drawn often) and `malformed_actions` seeded with {result["seed_calls"]} calls
-(real MiroRL rollouts: {"yes" if result["real_rollouts"] else "no"}), the three formats taking turns; each bad
-action still in its act phase is followed by a normal `google_search` that must succeed.
+jobs (load average {load:.1f} at the end). {result["pool"]:,} actions are drawn with hypothesis from `any_text`
+(every code point, lone surrogates and controls drawn often) and `malformed_actions` seeded with
+{result["seed_calls"]} calls (real MiroRL rollouts: {"yes" if result["real_rollouts"] else "no"}); the rest are
+seeded random mutants of them (code points from the whole range, `\\uXXXX` escapes of any code unit,
+deletions, splices). The three formats take turns; each bad action still in its act phase is followed by a
+normal `google_search` that must succeed. Seconds and actions/s count the steps, not the drawing of the pool.
 
 | actions | exceptions out of `step()` | poisoned episodes | actions/s | seconds |
 |---:|---:|---:|---:|---:|
