@@ -186,7 +186,7 @@ def test_recordings_killed_at_random_points_and_rerun_appending_keep_every_finis
     for kills in range(1, 7):
         start = _size(path)
         process = subprocess.Popen(
-            [*command, "40"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=here
+            [*command, "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=here
         )
         try:
             deadline = time.monotonic() + 60
