@@ -508,8 +508,10 @@ any_characters = st.one_of(
     st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None, exclude_categories=()),
     st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()),
     st.characters(min_codepoint=0, max_codepoint=0x9F, exclude_categories=()),
+    st.sampled_from(["\x00", "\ud800", "\udfff", "\ufffd", "\ufeff", "\u2028", "\U0010ffff"]),
 )
-"""Every code point, lone surrogates (category Cs) and C0/C1 controls included, the last two drawn often.
+"""Every code point, lone surrogates (category Cs) and C0/C1 controls included, the last two drawn often, and
+NUL, U+FFFD, a BOM, a line separator and the last code point drawn often too.
 
 Hypothesis's own `text()` never draws surrogates; a Python `str` from a JSON reply (`"\\ud800"`) can hold them.
 """
