@@ -14,7 +14,7 @@ from miroenv.cli.app import app, console
 from miroenv.demo import demo_snapshot
 from miroenv.env import ResearchEnv
 from miroenv.policy import EpisodeResult, ScriptedPolicy, StepView, load_actions, run_episode
-from miroenv.sandbox.select import select_backend
+from miroenv.sandbox.select import BackendSelection, select_backend
 from miroenv.trajectory import RecordTrajectory
 from miroenv.web.snapshot import SnapshotError
 
@@ -93,6 +93,21 @@ def _summary_table(results: list[EpisodeResult], env: ResearchEnv) -> Table:
     return table
 
 
+def _demo_backend(kind: str) -> BackendSelection:
+    """The demo's sandbox: as `select_backend` picks it, except that ``auto`` with no isolated sandbox to be had
+    runs the demo without code execution (saying why) instead of refusing, so the demo runs on any machine."""
+    from miroenv.sandbox.base import NoSandboxBackend, SandboxUnavailableError
+
+    try:
+        return select_backend(kind)
+    except SandboxUnavailableError as exc:
+        if kind != "auto":
+            raise
+        reason = f"no isolated sandbox here, so code execution is off (its calls report infra errors): {exc}"
+        console.print(f"[yellow]note:[/] {escape(reason)}")
+        return BackendSelection(NoSandboxBackend(reason), "none", reason)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where to write the trajectories (JSONL).")] = Path(
@@ -108,7 +123,7 @@ def demo(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     with demo_snapshot(snapshot) as path:
-        selection = select_backend(sandbox)
+        selection = _demo_backend(sandbox)
         env = ResearchEnv(path, path / "tasks.jsonl", sandbox=selection.backend)
         console.print(
             f"snapshot [bold]{escape(env.web.name)}[/] ({escape(env.web.content_hash[:19])}…), "

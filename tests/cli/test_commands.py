@@ -132,3 +132,36 @@ def test_snapshot_get_resolves_spellings_and_reports_misses(demo_dir: Path) -> N
     miss = runner.invoke(app, ["snapshot", "get", str(demo_dir), "https://en.wikipedia.org/wiki/ENIA"])
     assert miss.exit_code == 1
     assert "closest URL" in " ".join(miss.output.split()) and "wiki/ENIAC" in miss.output
+
+
+def test_demo_runs_without_any_isolated_sandbox_and_says_why(tmp_path: Path) -> None:
+    """No Docker image and no namespaces (an unmapped user namespace): the demo still runs every task,
+    says why code execution is off, and only the sandbox task loses its reward."""
+    import os
+    import shutil
+
+    if shutil.which("unshare") is None:
+        raise AssertionError("util-linux `unshare` is needed for this test")
+    tmp_path.chmod(0o777)
+    out = tmp_path / "demo.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "MIROENV_ALLOW_UNISOLATED"}
+    env["MIROENV_SANDBOX_IMAGE"] = "miroenv-no-such-image:never"
+    result = subprocess.run(
+        ["unshare", "--user", sys.executable, "-m", "miroenv.cli", "demo", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "no isolated sandbox here" in result.stdout
+    assert "sandbox backend: none" in result.stdout
+    assert "reward turing-award-first: 1.00" in result.stdout
+    trajectories = read_trajectories(out)
+    assert len(trajectories) == 5
+    assert {t.header.env["sandbox"]["isolation"] for t in trajectories} == {"disabled"}
+    infra = [t.footer.errors["infra"] for t in trajectories if t.footer is not None]
+    assert infra == [0, 0, 0, 1, 0]  # only the sandbox task's create_sandbox, reported as infra
