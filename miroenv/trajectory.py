@@ -50,8 +50,9 @@ class StepRecord(BaseModel):
     duration_s: float = 0.0
 
 
-OPTIONAL_STEP_INFO = ("faults",)
-"""`info` keys recorded in a step only when a wrapper adds them (`faults` from `miroenv.testing.FaultInjection`)."""
+OPTIONAL_STEP_INFO = ("faults", "action_repairs")
+"""`info` keys recorded in a step only when present: `faults` from `miroenv.testing.FaultInjection`, and
+`action_repairs` when the env replaced lone surrogates in the action."""
 
 
 def _optional_step_fields(info: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,23 @@ def test_episode_is_logged_with_header_steps_and_footer(demo_dir: Path, tmp_path
     assert trajectory.footer.errors == {"format": 0, "tool": 2, "infra": 0}
 
 
+def test_an_action_with_lone_surrogates_is_kept_verbatim_with_its_repair(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.jsonl"
+    env = RecordTrajectory(ResearchEnv(demo_dir, sandbox="none"), path)
+    env.reset(seed=0, options={"task_id": "turing-award-first"})
+    action = "thinking \ud800 about it \udfff"
+    env.step(action)
+    env.close()
+    (trajectory,) = read_trajectories(path)
+    assert trajectory.steps[0].action == action
+    assert trajectory.steps[0].model_extra == {
+        "action_repairs": {"lone_surrogates": 2, "replaced_with": "U+FFFD"}
+    }
+    path.read_bytes().decode("utf-8")  # the file itself is valid UTF-8
+
+
 def test_several_episodes_in_one_file_and_one_footer_each(demo_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     env = RecordTrajectory(ResearchEnv(demo_dir), path)
