@@ -399,6 +399,22 @@ def test_http_errors_read_as_mirothinker_servers_return_them(http_server: HttpSe
     run(main)
 
 
+def test_http_arguments_no_tool_can_take_are_a_format_error_as_in_an_episode(
+    http_server: HttpServer, demo_dir: Path
+) -> None:
+    bad = {"q": "Analytical Engine\x00"}
+
+    async def main() -> None:
+        async with Client(http_server.urls["search_and_scrape_webpage"]) as client:
+            refused = await client.call_tool("google_search", bad)
+            assert text(refused) == run_tool_once(Snapshot(demo_dir), "google_search", bad).text
+            assert "'q' holds a NUL character (U+0000)" in text(refused)
+            assert refused.meta == {"miroenv/error_kind": "format"}
+            assert "1791" in text(await client.call_tool("google_search", SEARCH))  # the session goes on
+
+    run(main)
+
+
 def test_http_tool_calls_do_not_block_other_sessions(http_server: HttpServer) -> None:
     finished: list[str] = []
 

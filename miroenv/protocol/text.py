@@ -129,8 +129,9 @@ def unusable_value(value: object, path: str = "", depth: int = 0) -> tuple[str, 
     return None
 
 
-def _call_problem(call: ToolCall) -> ParseProblem | None:
-    """A problem when the call's names or arguments hold a code point no tool can be given."""
+def call_problem(call: ToolCall) -> ParseProblem | None:
+    """A problem when the call's names or arguments hold a code point no tool can be given (every door
+    checks this before running a call: the env's parser screen, and `run_call` for MCP and other callers)."""
     for field, text in (("tool name", call.name), ("server name", call.server), ("call id", call.call_id)):
         if text is not None:
             found = unusable_value(text)
@@ -169,7 +170,7 @@ def screen_parsed(parsed: ParsedAction) -> tuple[ParsedAction, int]:
     calls: list[ToolCall] = []
     problems: list[ParseProblem] = []
     for call in parsed.calls:
-        problem = _call_problem(call)
+        problem = call_problem(call)
         if problem is not None:
             problems.append(problem)
             changed = True

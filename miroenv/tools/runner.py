@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from miroenv.protocol.calls import ErrorKind, ParseProblem, ToolCall
+from miroenv.protocol.text import call_problem
 from miroenv.tools.base import EpisodeContext, InfraFailure, Tool, ToolArguments, ToolFailure, ToolServer
 
 logger = logging.getLogger(__name__)
@@ -201,9 +202,13 @@ def run_call(
     the call has resolved and its arguments validated (fault injection).
 
     A result recorded in the snapshot for exactly this call (an imported agent log) is returned verbatim,
-    uncut, so the replay sees the bytes the original agent saw.
+    uncut, so the replay sees the bytes the original agent saw. Names or arguments holding a lone surrogate or
+    NUL are a `format` outcome naming the value, whichever door the call came through.
     """
     start = clock()
+    problem = call_problem(call)
+    if problem is not None:
+        return problem_outcome(problem).model_copy(update={"duration_s": clock() - start})
     recorded = ctx.web.tool_result(call.server, call.name, call.arguments)
     if recorded is not None:
         return CallOutcome(
