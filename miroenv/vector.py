@@ -109,7 +109,7 @@ class ConcurrentVectorEnv(VectorEnv[tuple[str, ...], tuple[Any, ...], npt.NDArra
         if isinstance(tasks, (str, Path)):
             from miroenv.tasks import load_tasks
 
-            loaded = load_tasks(tasks)
+            loaded = load_tasks(tasks, env_kwargs.get("attachments_root"), must_exist=True)
 
         def make() -> gym.Env[str, Any]:
             return ResearchEnv(web, loaded, **env_kwargs)

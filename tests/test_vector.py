@@ -134,3 +134,21 @@ def test_concurrent_vector_env_api(demo_dir: Path) -> None:
     with pytest.raises(RuntimeError, match="reset them"):
         vec.step(("a", "b", "c"))
     vec.close()
+
+
+def test_from_snapshot_checks_a_tasks_files_attachments_against_the_given_root(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    tasks_dir, files_dir = tmp_path / "tasks", tmp_path / "files"
+    tasks_dir.mkdir()
+    files_dir.mkdir()
+    (files_dir / "notes.txt").write_text("Babbage")
+    tasks_file = tasks_dir / "tasks.jsonl"
+    tasks_file.write_text('{"task_id": "t", "question": "q?", "answer": "a", "files": ["notes.txt"]}\n')
+    vec = ConcurrentVectorEnv.from_snapshot(
+        2, demo_dir, tasks_file, attachments_root=files_dir, sandbox="none"
+    )
+    try:
+        assert [env.unwrapped.tasks[0].files for env in vec.envs] == [(str(files_dir / "notes.txt"),)] * 2
+    finally:
+        vec.close()
