@@ -15,7 +15,7 @@ from contextlib import contextmanager
 __all__ = ["EXTRA_MODULES", "MissingExtraError", "ensure_extra", "requires_extra"]
 
 EXTRA_MODULES: dict[str, frozenset[str]] = {
-    "import": frozenset({"warcio", "trafilatura", "bs4", "lxml"}),
+    "import": frozenset({"warcio", "trafilatura", "bs4", "lxml", "lxml_html_clean"}),
     "docker": frozenset({"docker"}),
     "browser": frozenset({"playwright"}),
     "ray": frozenset({"ray"}),

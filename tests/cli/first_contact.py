@@ -5,7 +5,9 @@ exists) makes a folder under the temp directory, puts the source there (`--clone
 as a new user gets it; otherwise a copy of the working tree), creates a virtualenv, runs `pip install SOURCE`
 (no extras) and then checks, from a folder outside the source: `miroenv --help` and every subcommand's
 `--help` exit 0; `miroenv snapshot import warc` exits 2 naming the `import` extra; `miroenv demo` runs and
-leaves no `miroenv-demo-*` folder in its (private) TMPDIR. It exits 1, naming each failure, when one fails.
+leaves no `miroenv-demo-*` folder in its (private) TMPDIR; then, with the `import` extra alone added, a
+folder of HTML imports and its page is found by `snapshot search`. It exits 1, naming each failure, when one
+fails.
 """
 
 from __future__ import annotations
@@ -123,6 +125,59 @@ def check(bin_dir: Path, work: Path) -> list[str]:
     return failures
 
 
+ARTICLE = (
+    "<html><head><title>The Analytical Engine</title></head><body><article><h1>The Analytical Engine</h1>"
+    + "<p>Charles Babbage designed the Analytical Engine, a mechanical general-purpose computer, in 1837. "
+    "Ada Lovelace published the first algorithm intended for it in 1843.</p>" * 6 + "</article></body></html>"
+)
+
+
+def check_import_extra(bin_dir: Path, source: Path, work: Path) -> list[str]:
+    """Add the `import` extra alone to the venv, then import a folder of HTML and search it; the failures."""
+    done = _run(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{source}[import]",
+        ],
+        work,
+        dict(os.environ),
+        900,
+    )
+    if done.returncode != 0:
+        return [f"pip install '{source}[import]' exited {done.returncode}:\n{done.stderr[-4000:]}"]
+    cwd = work / "with-import"
+    (cwd / "pages").mkdir(parents=True)
+    (cwd / "pages" / "engine.html").write_text(ARTICLE)
+    env = {**os.environ, "COLUMNS": "100"}
+    env.pop("PYTHONPATH", None)
+    miroenv = str(bin_dir / "miroenv")
+    failures: list[str] = []
+    done = _run([miroenv, "snapshot", "import", "html-dir", "pages", "--out", "snap"], cwd, env, 300)
+    if done.returncode != 0:
+        failures.append(
+            f"with [import], snapshot import html-dir exited {done.returncode}:\n{done.stderr[-3000:]}"
+        )
+    else:
+        found = _run(
+            [miroenv, "snapshot", "search", "snap", "Analytical Engine Lovelace", "--json"], cwd, env, 120
+        )
+        if found.returncode != 0 or "html-dir.invalid/engine" not in found.stdout:
+            failures.append(
+                f"with [import], snapshot search did not find the page:\n{found.stdout}{found.stderr}"
+            )
+    print(
+        "first contact: the import extra alone imports and searches"
+        if not failures
+        else "first contact: [import] failed"
+    )
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Install into a fresh folder, run the checks, print the failures; exit status 1 when there are any."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="miroenv-first-contact-", dir=args.under))
     try:
-        failures = check(install(args.repo.resolve(), work, args.clone), work)
+        bin_dir = install(args.repo.resolve(), work, args.clone)
+        failures = check(bin_dir, work)
+        failures += check_import_extra(bin_dir, work / "miroenv", work)
     finally:
         if args.keep:
             print(f"first contact: kept {work}")
