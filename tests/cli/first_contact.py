@@ -49,6 +49,15 @@ def _run(
     )
 
 
+def pip_install(bin_dir: Path, requirement: str, work: Path) -> str:
+    """`pip install REQUIREMENT` into the venv of `bin_dir`; what went wrong, or "" when it worked."""
+    command = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    done = _run([*command, requirement], work, dict(os.environ), 900)
+    if done.returncode != 0:
+        return f"pip install {requirement} exited {done.returncode}:\n{done.stderr[-4000:]}"
+    return ""
+
+
 def install(repo: Path, work: Path, clone: bool) -> Path:
     """The source (cloned or copied) and a fresh venv with `pip install SOURCE` under `work`; the venv's bin."""
     source = work / "miroenv"
@@ -58,18 +67,9 @@ def install(repo: Path, work: Path, clone: bool) -> Path:
         shutil.copytree(repo, source, ignore=COPY_IGNORED)
     venv.EnvBuilder(with_pip=True).create(work / "venv")
     bin_dir = work / "venv" / "bin"
-    pip = [
-        str(bin_dir / "python"),
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        str(source),
-    ]
-    done = subprocess.run(pip, capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install {source} exited {done.returncode}:\n{done.stderr[-4000:]}")
+    failure = pip_install(bin_dir, str(source), work)
+    if failure:
+        raise RuntimeError(failure)
     return bin_dir
 
 
@@ -134,22 +134,9 @@ ARTICLE = (
 
 def check_import_extra(bin_dir: Path, source: Path, work: Path) -> list[str]:
     """Add the `import` extra alone to the venv, then import a folder of HTML and search it; the failures."""
-    done = _run(
-        [
-            str(bin_dir / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"{source}[import]",
-        ],
-        work,
-        dict(os.environ),
-        900,
-    )
-    if done.returncode != 0:
-        return [f"pip install '{source}[import]' exited {done.returncode}:\n{done.stderr[-4000:]}"]
+    failure = pip_install(bin_dir, f"{source}[import]", work)
+    if failure:
+        return [failure]
     cwd = work / "with-import"
     (cwd / "pages").mkdir(parents=True)
     (cwd / "pages" / "engine.html").write_text(ARTICLE)
