@@ -522,6 +522,9 @@ class ProcessSandboxBackend(SandboxBackend):
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes], scratch: str | None) -> None:
+        """SIGKILL the sandbox and wait until it is gone: `unshare`, and the namespace's init (its child,
+        killed by `--kill-child` only once `unshare` has died), so nothing of it outlives `close()`."""
+        children = _children(proc.pid)
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
@@ -530,6 +533,9 @@ class ProcessSandboxBackend(SandboxBackend):
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             logger.warning("process sandbox %d did not exit after SIGKILL", proc.pid)
+        for pid in children:
+            if not wait_gone(pid, 5):
+                logger.warning("process sandbox %d: its namespace's init %d outlived SIGKILL", proc.pid, pid)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -558,11 +564,30 @@ class ProcessSandboxBackend(SandboxBackend):
         return f"process backend ({self.isolation}): {self.reason}"
 
 
+def _children(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (none if it is gone), each with its start time checked later."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            return [int(child) for child in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _dead(pid: int) -> bool:
+    """Whether process `pid` has exited: no longer listed, or a zombie waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return True
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X")
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
-    """Whether process `pid` is gone within `timeout` seconds."""
+    """Whether process `pid` has exited within `timeout` seconds."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if process_start_time(pid) is None:
+        if _dead(pid):
             return True
         time.sleep(0.01)
-    return process_start_time(pid) is None
+    return _dead(pid)

@@ -331,3 +331,16 @@ def test_unisolated_on_request_warns_loudly_and_still_runs_code() -> None:
         sandbox.close()
     finally:
         backend.close()
+
+
+def test_process_close_returns_only_once_every_sandbox_process_is_gone() -> None:
+    """`close()` waits for the namespace's init too (killed by `--kill-child` only after `unshare` dies),
+    so nothing carrying the owner mark is left the moment it returns."""
+    for _ in range(5):
+        backend = ProcessSandboxBackend(**LIMITS)
+        sandboxes = [backend.create(f"s{i}") for i in range(2)]
+        for sandbox in sandboxes:
+            assert sandbox.run_python("import time; x = 6 * 7; print(x)", timeout=30).stdout.strip() == "42"
+        assert _owner_processes(backend._owner)
+        backend.close()
+        assert _owner_processes(backend._owner) == []
