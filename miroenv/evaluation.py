@@ -18,7 +18,6 @@ import math
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from miroenv._version import __version__
 from miroenv.env import EnvConfig, ResearchEnv
-from miroenv.jsonl import JsonlError, JsonlWriter, iter_jsonl
+from miroenv.jsonl import JsonlError, JsonlWriter, iter_jsonl, replace_file
 from miroenv.llm import (
     ChatCompletionsClient,
     ChatEndpointError,
@@ -409,17 +408,6 @@ def tasks_digest(tasks: Sequence[Task]) -> str:
     return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _write_json_atomically(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 class _Stopped(Exception):
     """The run is stopping (interrupt or endpoint down everywhere): abandon the episode without a row."""
 
@@ -578,7 +566,7 @@ class Evaluation:
             pending = [(task, run) for run in range(1, c.runs + 1) for task in self.tasks]
             pending = [(task, run) for task, run in pending if (task.task_id, run) not in finished]
             envs = self._open_envs(web, reward, min(c.concurrency, len(pending)), stack) if pending else []
-            _write_json_atomically(self.out / CONFIG_FILE, setup.model_dump_json(indent=2) + "\n")
+            replace_file(self.out / CONFIG_FILE, (setup.model_dump_json(indent=2) + "\n").encode())
             (self.out / TRAJECTORY_DIR).mkdir(exist_ok=True)
             return self._run(web, reward, previous, pending, envs, progress, stack)
 
@@ -662,7 +650,7 @@ class Evaluation:
             resumed=status.resumed,
             requests=client.requests,
         )
-        _write_json_atomically(self.out / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+        replace_file(self.out / SUMMARY_FILE, (summary.model_dump_json(indent=2) + "\n").encode())
         failed = [row for row in new_rows if row.endpoint_failed]
         if failed and (gave_up or len(failed) == len(new_rows)):
             which = (

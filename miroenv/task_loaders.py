@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from miroenv.jsonl import iter_jsonl
 from miroenv.tasks import (
     Task,
     TaskFileError,
-    iter_json_lines,
     load_tasks,
     resolve_attachment,
     validate_task,
@@ -23,7 +23,7 @@ from miroenv.tasks import (
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, data in iter_json_lines(path):
+    for lineno, data in iter_jsonl(path):
         if not isinstance(data, dict):
             raise TaskFileError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
         yield lineno, data

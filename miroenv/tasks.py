@@ -6,13 +6,13 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from miroenv.jsonl import iter_jsonl
+from miroenv.jsonl import iter_jsonl, write_jsonl
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -49,13 +49,6 @@ class TaskFileError(ValueError):
     """A tasks file line that is not a valid task; the message names the file, line and field."""
 
 
-def iter_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line of a task file (`miroenv.jsonl.iter_jsonl`).
-
-    A torn last line is dropped; a bad line elsewhere raises `JsonlError` naming the file and line."""
-    return iter_jsonl(path)
-
-
 def validate_task(data: Any, where: str) -> Task:
     """A `Task` from `data`, or `TaskFileError` naming `where` (file:line) and every invalid field."""
     try:
@@ -81,7 +74,7 @@ def load_tasks(
         resolve_task_files(
             validate_task(data, f"{path}:{lineno}"), root, f"{path}:{lineno}", must_exist=must_exist
         )
-        for lineno, data in iter_json_lines(path)
+        for lineno, data in iter_jsonl(path)
     ]
     _check_unique(tasks, str(path))
     return tasks
@@ -189,10 +182,8 @@ def read_attachment(path: str) -> bytes:
 
 
 def save_tasks(tasks: Iterable[Task], path: str | Path) -> None:
-    """Write tasks as JSONL, one per line, in the given order."""
-    with Path(path).open("w", encoding="utf-8") as handle:
-        for task in tasks:
-            handle.write(task.model_dump_json(exclude_defaults=True) + "\n")
+    """Write tasks as JSONL, one per line, in the given order (atomically, with the one JSONL writer)."""
+    write_jsonl(path, (task.model_dump(mode="json", exclude_defaults=True) for task in tasks))
 
 
 def _check_unique(tasks: list[Task], source: str) -> None:
