@@ -418,7 +418,6 @@ class _SparseWriter:
         self.target = target
         self.part = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         self.handle: BinaryIO | None = self.part.open("xb")
-        self.size = 0
 
     def write(self, piece: bytes) -> None:
         """Append `piece` (seeking over it when it is all zeros)."""
@@ -430,7 +429,6 @@ class _SparseWriter:
                 self.handle.write(piece)
         except OSError as exc:
             raise _HostWriteError(str(exc)) from exc
-        self.size += len(piece)
 
     def finish(self, size: int) -> None:
         """Fix the file's length (trailing holes included) and move it to `target`."""
