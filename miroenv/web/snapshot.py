@@ -341,16 +341,21 @@ class Snapshot(Web):
             f"build the index with {self._reindex_hint()}"
         )
 
+    def _damaged(self, problem: SnapshotIndexError, documents: int | None) -> IndexStatus:
+        """The status of an index that does not open or whose files do not hash as recorded."""
+        return IndexStatus(
+            state="damaged",
+            documents=documents,
+            message=f"the search index is damaged ({problem}); rebuild it with {self._reindex_hint()}",
+        )
+
     def index_status(self, *, full: bool = False) -> IndexStatus:
         """Whether the index is there, opens and matches the content (cheap: milliseconds); with `full`, also
         that its files hash as recorded and it holds one document per searchable page (reads everything)."""
         try:
             index = self.index()
         except SnapshotIndexError as exc:
-            return IndexStatus(
-                state="damaged",
-                message=f"the search index is damaged ({exc}); rebuild it with {self._reindex_hint()}",
-            )
+            return self._damaged(exc, None)
         if index is None:
             return IndexStatus(state="missing", message=self._missing_message())
         built = index.content_hash
@@ -368,11 +373,7 @@ class Snapshot(Web):
             try:
                 index.check_files()
             except SnapshotIndexError as exc:
-                return IndexStatus(
-                    state="damaged",
-                    documents=len(index),
-                    message=f"the search index is damaged ({exc}); rebuild it with {self._reindex_hint()}",
-                )
+                return self._damaged(exc, len(index))
             pages = int(
                 self._connect().execute("SELECT COUNT(*) FROM pages WHERE status < 400").fetchone()[0]
             )
