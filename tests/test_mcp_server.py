@@ -239,10 +239,13 @@ def docker_client() -> Any:
 
 
 def container_exists(client: Any, id_prefix: str) -> bool:
-    """Whether a container whose id starts with `id_prefix` exists (running or not)."""
-    return any(
-        c.id.startswith(id_prefix) for c in client.containers.list(all=True, filters={"id": id_prefix})
-    )
+    """Whether a container whose id starts with `id_prefix` exists (running or not).
+
+    Uses the low-level list, which reads ids only: `containers.list` inspects every container it
+    lists, and raises NotFound when one is removed between the list and the inspect.
+    """
+    listed = client.api.containers(all=True, quiet=True, filters={"id": id_prefix})
+    return any(entry["Id"].startswith(id_prefix) for entry in listed)
 
 
 def wait_until_gone(client: Any, id_prefix: str) -> None:
